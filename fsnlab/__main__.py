@@ -1,0 +1,3 @@
+from fsnlab.cli import main
+
+raise SystemExit(main())

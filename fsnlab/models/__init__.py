@@ -1,0 +1,36 @@
+"""The model family: FSN (and its kernel ablations), FSN-MF and the RoPE-SwiGLU transformer."""
+
+from fsnlab.models.build import build_model, param_groups, parameter_breakdown
+from fsnlab.models.config import (
+    FSNConfig,
+    ModelConfig,
+    TransformerConfig,
+    config_from_dict,
+    config_from_json,
+    config_to_dict,
+    config_to_json,
+    replace_config,
+)
+from fsnlab.models.hooks import HookPoint, capture, hook_points
+from fsnlab.models.presets import RUNG_TARGETS, get_preset, list_presets, preset_rung
+
+__all__ = [
+    "FSNConfig",
+    "HookPoint",
+    "ModelConfig",
+    "RUNG_TARGETS",
+    "TransformerConfig",
+    "build_model",
+    "capture",
+    "config_from_dict",
+    "config_from_json",
+    "config_to_dict",
+    "config_to_json",
+    "get_preset",
+    "hook_points",
+    "list_presets",
+    "param_groups",
+    "parameter_breakdown",
+    "preset_rung",
+    "replace_config",
+]

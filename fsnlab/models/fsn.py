@@ -1,0 +1,365 @@
+"""The Frustrated Synchronization Network (spec §3), its ablations (§6) and FSN-MF (§5).
+
+A token is a vector of ``D`` phases on the torus. Each block is an Euler step of a
+coupled-oscillator system (spec §3.8)::
+
+    theta <- theta + eta * F(theta)            # frustrated synchronization attention (§3.3-3.5)
+    theta <- theta + SwiGLU([cos; sin] theta)  # phase feed-forward (§3.6), or, in FSN-MF,
+    theta <- theta + eta' * F_modes(theta)     # mean-field coupling to learned modes (§5)
+
+with the force in order-parameter form (§3.4)::
+
+    F_t = sum_n Im( e^{-i n theta_t} [ c_n Z0_{t,n} + d_n Z1_{t,n} ] ),
+    Z0_{t,n} = sum_{u<=t}   A_{t,u} e^{i n theta_u},   Z1_{t,n} = sum_{u<=t-1} A_{t,u} e^{i n theta_{u+1}}.
+
+``A`` is a softmax of the gated phase-coherence score with rotary drift (§3.3),
+``s_{t,u} = sum_i g_i cos(theta_{t,i} - theta_{u,i} + omega_i (t - u))``, computed as a dot product of
+cos/sin features so that fused attention kernels apply. Phases, trig and the force are fp32.
+
+Hook points (shapes; B batch, T positions, D phases, H heads, N harmonics, M modes):
+
+* ``hook_embed`` ``(B, T, D)``: phases out of the embedding; ``hook_theta_final`` ``(B, T, D)``.
+* ``blocks.{i}.attn.hook_theta_in`` / ``hook_theta_out`` ``(B, T, D)``: phases before/after the attention step.
+* ``blocks.{i}.attn.hook_Z0`` / ``hook_Z1`` complex ``(B, T, D, N)``: Daido order parameters of the
+  attended tokens / of their successors (``Z1`` only with a delay kernel).
+* ``blocks.{i}.attn.hook_force`` ``(B, T, D)``: the force ``F`` (before the step size ``eta``).
+* ``blocks.{i}.attn.hook_attn`` ``(B, H, T, T)``: coupling weights ``A``; dense, built only when hooked.
+* ``blocks.{i}.ffn.hook_theta_out`` ``(B, T, D)``: phases after the feed-forward / mode coupling.
+* FSN-MF: ``blocks.{i}.ffn.hook_Z`` complex ``(B, T, D, N')``, ``hook_force`` ``(B, T, D)``,
+  ``hook_mode_weights`` ``(B, H, T, M)`` (built only when hooked).
+
+Complex-valued and dense hooks are materialised only when someone listens (``HookPoint.active``),
+and never change the output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fsnlab.models.attention import attention_weights, causal_attention, delay_attention
+from fsnlab.models.config import FSNConfig
+from fsnlab.models.hooks import HookPoint
+from fsnlab.models.kernel import CouplingKernel, complex_mul, harmonic_features, tangent_projection
+from fsnlab.models.transformer import SwiGLU
+
+
+def phase_rope_frequencies(d_phase: int, n_head: int, base: float) -> torch.Tensor:
+    """Rotary drift ``omega_i = base^(-j/D_h)``, j the index of coordinate i inside its head (§3.3, OQ-5).
+
+    Each phase coordinate is already one 2-D rotation pair, so it gets one frequency.
+    """
+    head_dim = d_phase // n_head
+    return (base ** (-torch.arange(head_dim, dtype=torch.float32) / head_dim)).repeat(n_head)
+
+
+def _softplus_inverse(y: float) -> float:
+    return math.log(math.expm1(y))
+
+
+def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    """``(B, T, D, *rest)`` -> ``(B, H, T, (D/H) * prod(rest))``: per-head features for attention."""
+    B, T, D = x.shape[:3]
+    return x.reshape(B, T, n_head, -1).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor, d_phase: int) -> torch.Tensor:
+    """Inverse of :func:`split_heads` for a ``(B, H, T, (D/H) * W)`` tensor -> ``(B, T, D, W)``."""
+    B, H, T, _ = x.shape
+    return x.transpose(1, 2).reshape(B, T, d_phase, -1)
+
+
+def shift_to_successor(x: torch.Tensor) -> torch.Tensor:
+    """``(B, T, ...)`` -> the same with position ``u`` holding ``x[u + 1]`` and a zero at ``T - 1`` (§3.4).
+
+    The zero is never read: the successor of the last key is only visible to no query.
+    """
+    return torch.cat([x[:, 1:], torch.zeros_like(x[:, :1])], dim=1)
+
+
+class PhaseEmbedding(nn.Module):
+    """Token -> phases (§3.2, OQ-3): a learned angle table ``E ~ U(-pi, pi)``, or ``pi tanh(W)``."""
+
+    param_kinds = {"weight": "angle"}
+
+    def __init__(self, vocab_size: int, d_phase: int, form: str = "angle"):
+        super().__init__()
+        self.form = form
+        if form == "angle":
+            self.weight = nn.Parameter(torch.empty(vocab_size, d_phase).uniform_(-math.pi, math.pi))
+        else:
+            self.weight = nn.Parameter(torch.randn(vocab_size, d_phase))
+
+    def phases(self) -> torch.Tensor:
+        """The embedding phases ``E (V, D)``."""
+        return self.weight if self.form == "angle" else math.pi * torch.tanh(self.weight)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return F.embedding(idx, self.phases())
+
+
+class FSNAttention(nn.Module):
+    """Frustrated synchronization attention: one Euler step ``theta + eta * F`` (§3.3-§3.5)."""
+
+    param_kinds = {"natural_frequency": "no_decay"}
+
+    def __init__(self, config: FSNConfig):
+        super().__init__()
+        D, H = config.d_phase, config.n_head
+        self.config = config
+        self.spec = config.kernel_spec
+        if config.gate == "static":
+            self.gate_raw = nn.Parameter(torch.full((D,), _softplus_inverse(1.0)))  # g = softplus = 1
+        else:
+            self.gate_proj = nn.Linear(2 * D, D)  # g_t = sigmoid(W [cos; sin] + b), OQ-4
+        beta0 = config.temperature_init if config.temperature_init is not None else 1 / math.sqrt(config.head_dim)
+        self.log_beta = nn.Parameter(torch.full((H,), math.log(beta0)))
+        self.eta_raw = nn.Parameter(torch.full((D,), _softplus_inverse(config.step_size_init)))
+        self.natural_frequency = nn.Parameter(torch.zeros(D)) if config.natural_frequency else None
+        groups = H if config.kernel_sharing == "head" else D
+        self.kernel = CouplingKernel(self.spec, groups, config.delay_init_scale, config.delay_init_angle)
+        self.register_buffer(
+            "rope_omega", phase_rope_frequencies(D, H, config.rope_base), persistent=False
+        )
+        self.hook_theta_in = HookPoint()
+        self.hook_attn = HookPoint()
+        self.hook_Z0 = HookPoint()
+        self.hook_Z1 = HookPoint()
+        self.hook_force = HookPoint()
+        self.hook_theta_out = HookPoint()
+
+    # -- pieces that the probe and verify read --------------------------------------------------
+    def step_size(self) -> torch.Tensor:
+        """``eta (D,)``, the coupling strength per coordinate (OQ-11)."""
+        return F.softplus(self.eta_raw)
+
+    def temperature(self) -> torch.Tensor:
+        """``beta (H,)``, the softmax inverse temperature per head (OQ-6)."""
+        return self.log_beta.exp()
+
+    def coordinate_coefficients(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+        """Kernel coefficients expanded to one per coordinate: ``c, d`` as (re, im) pairs ``(D, N)``."""
+        reps = self.config.head_dim if self.config.kernel_sharing == "head" else 1
+        c = tuple(x.repeat_interleave(reps, 0) for x in self.kernel.coefficients())
+        d_pair = self.kernel.delay_coefficients()
+        d = tuple(x.repeat_interleave(reps, 0) for x in d_pair) if d_pair is not None else None
+        return c, d  # type: ignore[return-value]
+
+    def queries_keys(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score features (§3.3): ``q = beta g [cos; sin](theta + omega t)``, ``k = [cos; sin](theta + omega t)``.
+
+        Returns ``q, k (B, H, T, 2 D_h)`` so that ``q . k = beta sum_i g_i cos(theta_t - theta_u + omega (t - u))``.
+        """
+        H = self.config.n_head
+        T = theta.shape[1]
+        pos = torch.arange(T, device=theta.device, dtype=theta.dtype)
+        drifted = theta + pos[:, None] * self.rope_omega
+        cos, sin = torch.cos(drifted), torch.sin(drifted)
+        if self.config.gate == "static":
+            g = F.softplus(self.gate_raw)
+        else:
+            g = torch.sigmoid(self.gate_proj(torch.cat([torch.cos(theta), torch.sin(theta)], -1)).float())
+        k = torch.stack([cos, sin], -1)  # (B, T, D, 2)
+        q = k * g.unsqueeze(-1)
+        beta = self.temperature()[None, :, None, None]
+        return split_heads(q, H) * beta, split_heads(k, H)
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        H, N = cfg.n_head, self.spec.n_harmonics
+        theta = self.hook_theta_in(theta)
+        q, k = self.queries_keys(theta)
+        cos_n, sin_n = harmonic_features(theta, N)  # (B, T, D, N)
+        c, d = self.coordinate_coefficients()
+
+        # Values carry the kernel already: v_u = c_n e^{i n theta_u}, s_u = d_n e^{i n theta_{u+1}},
+        # so one attention call returns sum_u A (c Z0 + d Z1) directly (linearity, §3.4).
+        v = torch.stack(complex_mul(c, (cos_n, sin_n)), -1)  # (B, T, D, N, 2)
+        if d is None:
+            pull = causal_attention(q, k, split_heads(v, H))
+        else:
+            own = torch.stack(complex_mul(d, (cos_n, sin_n)), -1)  # d e^{i n theta_u}
+            succ = shift_to_successor(own)  # position u holds d e^{i n theta_{u+1}}
+            pull = delay_attention(q, k, split_heads(v, H), split_heads(succ, H), split_heads(own, H), cfg.delay_mask)
+        pull = merge_heads(pull, cfg.d_phase).unflatten(-1, (N, 2))
+        force = tangent_projection(cos_n, sin_n, (pull[..., 0], pull[..., 1]))
+        force = self.hook_force(force)
+
+        if self.hook_Z0.active or self.hook_Z1.active or self.hook_attn.active:
+            self._emit_order_parameters(theta, q, k, cos_n, sin_n, d is not None)
+
+        step = self.step_size() * force
+        if self.natural_frequency is not None:
+            step = step + self.natural_frequency  # Kuramoto natural frequency, OQ-12
+        return self.hook_theta_out(theta + step)
+
+    def _emit_order_parameters(self, theta, q, k, cos_n, sin_n, has_delay: bool) -> None:
+        """Probe path: the raw order parameters Z0, Z1 (kernel not applied) and the weights A."""
+        H, D = self.config.n_head, self.config.d_phase
+        harmonics = torch.stack([cos_n, sin_n], -1)  # e^{i n theta_u}: (B, T, D, N, 2)
+        e = split_heads(harmonics, H)
+        if has_delay:
+            succ = split_heads(shift_to_successor(harmonics), H)
+            z0, z1 = delay_attention(q, k, e, succ, e, self.config.delay_mask, separate=True)
+            z1 = merge_heads(z1, D).unflatten(-1, (-1, 2))
+            self.hook_Z1(torch.complex(z1[..., 0].float(), z1[..., 1].float()))
+        else:
+            z0 = causal_attention(q, k, e)
+        z0 = merge_heads(z0, D).unflatten(-1, (-1, 2))
+        self.hook_Z0(torch.complex(z0[..., 0].float(), z0[..., 1].float()))
+        if self.hook_attn.active:
+            self.hook_attn(attention_weights(q, k))
+
+
+class PhaseFeedForward(nn.Module):
+    """SwiGLU phase increment ``theta + W2 (SiLU(W1 phi) * W3 phi)``, ``phi = [cos; sin] theta`` (§3.6, OQ-14)."""
+
+    def __init__(self, config: FSNConfig):
+        super().__init__()
+        self.mlp = SwiGLU(2 * config.d_phase, config.ffn_hidden, config.d_phase, norm_hidden=config.ffn_norm)
+        self.hook_theta_out = HookPoint()
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
+        return self.hook_theta_out(theta + self.mlp(phi).float())
+
+
+class ModeCoupling(nn.Module):
+    """FSN-MF: mean-field coupling to ``M`` learned collective modes, replacing the MLP (§5, OQ-17/18).
+
+    ``softmax`` selection: ``B_{t,m} = softmax_m(beta' sum_i g'_i cos(theta_{t,i} - Phi_{m,i}))`` per head,
+    ``theta <- theta + eta' sum_n Im(e^{-i n theta} kappa_n sum_m B_{t,m} e^{i n Phi_m})``.
+    ``uniform``: ``theta <- theta + eta' sum_n Im(e^{-i n theta} sum_m w_{m} e^{i n Phi_m})`` with
+    learned complex mode weights ``w_m = K_m e^{-i alpha_m}`` (the literal mean field, no softmax).
+    """
+
+    param_kinds = {"mode_phases": "angle", "kappa_re": "no_decay", "kappa_im": "no_decay",
+                   "mode_weight_re": "no_decay", "mode_weight_im": "no_decay"}
+
+    def __init__(self, config: FSNConfig):
+        super().__init__()
+        D, H, M, N = config.d_phase, config.n_head, config.n_modes, config.mf_harmonics
+        self.config = config
+        self.mode_phases = nn.Parameter(torch.empty(M, D).uniform_(-math.pi, math.pi))
+        self.eta_raw = nn.Parameter(torch.full((D,), _softplus_inverse(config.step_size_init)))
+        if config.mf_select == "softmax":
+            self.gate_raw = nn.Parameter(torch.full((D,), _softplus_inverse(1.0)))
+            beta0 = config.temperature_init if config.temperature_init is not None else 1 / math.sqrt(config.head_dim)
+            self.log_beta = nn.Parameter(torch.full((H,), math.log(beta0)))
+            kappa = torch.zeros(H, N)
+            kappa[:, 0] = 1.0
+            self.kappa_re = nn.Parameter(kappa)
+            self.kappa_im = nn.Parameter(torch.zeros(H, N))
+        else:
+            self.mode_weight_re = nn.Parameter(torch.full((M,), 1.0 / M))
+            self.mode_weight_im = nn.Parameter(torch.zeros(M))
+        self.hook_mode_weights = HookPoint()
+        self.hook_Z = HookPoint()
+        self.hook_force = HookPoint()
+        self.hook_theta_out = HookPoint()
+
+    def step_size(self) -> torch.Tensor:
+        return F.softplus(self.eta_raw)
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        H, N, D = cfg.n_head, cfg.mf_harmonics, cfg.d_phase
+        cos_n, sin_n = harmonic_features(theta, N)
+        mode_cos, mode_sin = harmonic_features(self.mode_phases, N)  # (M, D, N)
+        if cfg.mf_select == "softmax":
+            feats = torch.stack([torch.cos(theta), torch.sin(theta)], -1)  # (B, T, D, 2)
+            q = split_heads(feats * F.softplus(self.gate_raw)[:, None], H) * self.log_beta.exp()[None, :, None, None]
+            mode_feats = torch.stack([torch.cos(self.mode_phases), torch.sin(self.mode_phases)], -1)[None]
+            k = split_heads(mode_feats, H).expand(theta.shape[0], -1, -1, -1)
+            values = split_heads(torch.stack([mode_cos, mode_sin], -1)[None], H).expand(theta.shape[0], -1, -1, -1)
+            z = F.scaled_dot_product_attention(q, k, values, scale=1.0)  # (B, H, T, D_h N 2)
+            z = merge_heads(z, D).unflatten(-1, (N, 2))
+            reps = cfg.head_dim
+            kappa = (self.kappa_re.repeat_interleave(reps, 0), self.kappa_im.repeat_interleave(reps, 0))
+            z = (z[..., 0], z[..., 1])
+            pull = complex_mul(kappa, z)
+            if self.hook_mode_weights.active:
+                self.hook_mode_weights(attention_weights_full(q, k))
+        else:
+            w = (self.mode_weight_re[:, None, None], self.mode_weight_im[:, None, None])
+            field = complex_mul(w, (mode_cos, mode_sin))
+            z = (field[0].sum(0).expand_as(cos_n), field[1].sum(0).expand_as(cos_n))
+            pull = z
+        if self.hook_Z.active:
+            self.hook_Z(torch.complex(z[0].float(), z[1].float()))
+        force = self.hook_force(tangent_projection(cos_n, sin_n, pull))
+        return self.hook_theta_out(theta + self.step_size() * force)
+
+
+def attention_weights_full(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Dense, unmasked softmax weights ``(B, H, T, M)`` (mode selection has no causal structure)."""
+    return (q.float() @ k.float().transpose(-1, -2)).softmax(-1)
+
+
+class FSNBlock(nn.Module):
+    def __init__(self, config: FSNConfig):
+        super().__init__()
+        self.attn = FSNAttention(config)
+        self.ffn = PhaseFeedForward(config) if config.ffn == "swiglu" else ModeCoupling(config)
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        return self.ffn(self.attn(theta))
+
+
+class PhaseReadout(nn.Module):
+    """Phases -> logits (§3.7, OQ-16).
+
+    ``linear``: ``W_o [cos; sin] theta + b`` (a gated coherence with learned prototype phases, [D]).
+    ``tied``: ``l_v = sum_i kappa_i cos(theta_i - E_{v,i}) + b_v``, coherence with the embedding phases.
+    """
+
+    def __init__(self, config: FSNConfig, embedding: PhaseEmbedding):
+        super().__init__()
+        self.form = config.readout
+        if self.form == "linear":
+            self.proj = nn.Linear(2 * config.d_phase, config.vocab_size)
+        else:
+            self.embedding = [embedding]  # a plain list keeps the shared module out of this one's parameters
+            self.kappa = nn.Parameter(torch.ones(config.d_phase))
+            self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
+        if self.form == "linear":
+            return self.proj(phi)
+        E = self.embedding[0].phases()
+        protos = torch.cat([torch.cos(E), torch.sin(E)], -1) * self.kappa.repeat(2)
+        return phi @ protos.t() + self.bias
+
+
+class FSN(nn.Module):
+    """Byte ids ``(B, T)`` -> logits ``(B, T, vocab_size)`` through ``n_layer`` phase-oscillator blocks."""
+
+    def __init__(self, config: FSNConfig):
+        super().__init__()
+        self.config = config.validate()
+        self.embed = PhaseEmbedding(config.vocab_size, config.d_phase, config.embedding)
+        self.blocks = nn.ModuleList(FSNBlock(config) for _ in range(config.n_layer))
+        self.readout = PhaseReadout(config, self.embed)
+        self.hook_embed = HookPoint()
+        self.hook_theta_final = HookPoint()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        std = self.config.init_std
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                scale = 1 / math.sqrt(2 * self.config.n_layer) if name.endswith("w2") else 1.0
+                nn.init.normal_(module.weight, mean=0.0, std=std * scale)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        theta = self.hook_embed(self.embed(idx).float())
+        for block in self.blocks:
+            theta = block(theta)
+        theta = self.hook_theta_final(theta)
+        return self.readout(theta)

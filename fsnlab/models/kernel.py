@@ -1,0 +1,166 @@
+"""The FSN coupling kernel: the one source of truth for the layer's physics (spec §3.4, §4, §10).
+
+Everything the layer, the probe, ``fsnlab verify`` and the explorer compute about the kernel goes
+through these functions; nothing else re-derives them.
+
+Conventions (spec §2): phases in radians; the Kuramoto-Sakaguchi form is
+``dtheta_i/dt = sum_j K_ij sin(theta_j - theta_i - alpha)``, so a complex coefficient
+``c = K e^{-i alpha}`` carries the frustration angle ``alpha = -arg c``.
+
+Shapes: ``theta`` is ``(..., D)``; harmonic features are ``(..., D, N)``; coefficients broadcast
+against ``(D, N)`` (one per coordinate and harmonic, expanded from per-head sharing).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from fsnlab.models.config import KernelSpec
+
+SIGN_CONVENTION = "dtheta_i/dt = sum_j K_ij sin(theta_j - theta_i - alpha); c = K exp(-i alpha)"
+
+
+def harmonic_orders(n_harmonics: int, device: torch.device | None = None) -> torch.Tensor:
+    """The harmonic orders ``n = 1..N`` as a float tensor."""
+    return torch.arange(1, n_harmonics + 1, device=device, dtype=torch.float32)
+
+
+def harmonic_features(theta: torch.Tensor, n_harmonics: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos(n theta)`` and ``sin(n theta)`` for n = 1..N: the values fed to attention (§3.4).
+
+    Returns two tensors of shape ``(..., D, N)``.
+    """
+    n = harmonic_orders(n_harmonics, theta.device).to(theta.dtype)
+    angles = theta.unsqueeze(-1) * n
+    return torch.cos(angles), torch.sin(angles)
+
+
+def tangent_projection(cos_nt: torch.Tensor, sin_nt: torch.Tensor, w: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``sum_n Im(e^{-i n theta_t} w_n)``: the component of the pull ``w`` tangent to the circle (§3.5).
+
+    ``cos_nt``/``sin_nt`` are the token's harmonic features ``(..., D, N)``; ``w`` a complex
+    ``(real, imag)`` pair of the same shape. Returns ``(..., D)``. For the base layer
+    (``w = Z^{(0)}_1 = R e^{i psi}``) this is ``R sin(psi - theta)``, the Kuramoto interaction.
+    """
+    return (cos_nt * w[1] - sin_nt * w[0]).sum(-1)
+
+
+def coupling_force(
+    cos_nt: torch.Tensor,
+    sin_nt: torch.Tensor,
+    z0: tuple[torch.Tensor, torch.Tensor],
+    c: tuple[torch.Tensor, torch.Tensor],
+    z1: tuple[torch.Tensor, torch.Tensor] | None = None,
+    d: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The coupling force in order-parameter form (spec §3.4)::
+
+        F_t = sum_n Im( e^{-i n theta_t} [ c_n Z0_{t,n} + d_n Z1_{t,n} ] )
+
+    Complex numbers are passed as ``(real, imag)`` pairs so that the computation stays in real
+    fp32 arithmetic. ``z0``/``z1`` are the attention-weighted Daido order parameters of the attended
+    tokens and of their successors ``(..., D, N)``; ``c``/``d`` broadcast against ``(D, N)``.
+    Returns ``(..., D)``.
+    """
+    w = complex_mul(c, z0)
+    if z1 is not None and d is not None:
+        v = complex_mul(d, z1)
+        w = (w[0] + v[0], w[1] + v[1])
+    return tangent_projection(cos_nt, sin_nt, w)
+
+
+def coupling_function(c: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+    """Daido coupling function ``Gamma(phi) = sum_n Im(c_n e^{i n phi})`` (spec §3.4 real form, §10).
+
+    ``c`` is complex ``(..., N)``; ``phi`` is a real grid ``(G,)``. Returns ``(..., G)``. With
+    ``c_n = a_n + i b_n`` this is ``sum_n a_n sin(n phi) + b_n cos(n phi)``; a token coupled to one
+    partner at phase difference ``phi = theta_u - theta_t`` moves by ``Gamma(phi)``.
+    """
+    c = c if c.is_complex() else c.to(torch.complex64)
+    n = torch.arange(1, c.shape[-1] + 1, device=c.device, dtype=c.real.dtype)
+    angles = n[:, None] * phi.to(device=c.device, dtype=c.real.dtype)[None, :]
+    e = torch.polar(torch.ones_like(angles), angles)
+    return torch.einsum("...n,ng->...g", c, e).imag
+
+
+def sakaguchi_angle(c: torch.Tensor) -> torch.Tensor:
+    """Canonical reading ``c = K e^{-i alpha}`` with ``K`` real and ``alpha in (-pi/2, pi/2]`` (spec §10).
+
+    Returns ``alpha``; pair with :func:`daido_amplitude` for the signed ``K`` (negative = repulsive).
+    """
+    alpha = -torch.angle(c)
+    # fold into (-pi/2, pi/2] by flipping the sign of K
+    alpha = torch.where(alpha > math.pi / 2, alpha - math.pi, alpha)
+    alpha = torch.where(alpha <= -math.pi / 2, alpha + math.pi, alpha)
+    return alpha
+
+
+def daido_amplitude(c: torch.Tensor) -> torch.Tensor:
+    """Signed amplitude ``K`` of the canonical form ``c = K e^{-i alpha}``; ``K < 0`` iff Re c < 0 (repulsive)."""
+    k = torch.abs(c)
+    return torch.where(c.real < 0, -k, k)
+
+
+def complex_mul(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Product of two complex numbers given as ``(real, imag)`` pairs (broadcasting)."""
+    return a[0] * b[0] - a[1] * b[1], a[0] * b[1] + a[1] * b[0]
+
+
+class CouplingKernel(nn.Module):
+    """Learned complex coupling kernel ``c_{h,n}`` (delay 0) and ``d_{h,n}`` (delay 1), spec §3.4.
+
+    Parameterisation follows the kernel setting (:class:`fsnlab.models.config.KernelSpec`):
+
+    * real positive amplitudes (``base``, ``+delay``'s ``c``): ``c = softplus(raw)``, init 1;
+    * signed real amplitudes (``+harmonics``; the delay coefficient of ``+delay``): ``c = raw``;
+    * complex coefficients (``+sakaguchi``, ``full``): ``c = re + i im``.
+
+    Init (OQ-10): ``c_1 = 1``, ``c_{n>=2} = 0`` (the layer starts as the unfrustrated base layer);
+    ``d_n = eps * e^{i xi}``, ``xi ~ U(-a, a)`` (small random frustration).
+    ``groups`` is H (one coefficient per head and harmonic) or D (per coordinate), OQ-9.
+    """
+
+    param_kinds = {"c_re": "no_decay", "c_im": "no_decay", "d_re": "no_decay", "d_im": "no_decay"}
+
+    def __init__(self, spec: KernelSpec, groups: int, delay_init_scale: float = 0.1, delay_init_angle: float = 0.1):
+        super().__init__()
+        self.spec = spec
+        n = spec.n_harmonics
+        c_re = torch.zeros(groups, n)
+        if spec.signed:
+            c_re[:, 0] = 1.0
+        else:
+            c_re[:, 0] = _softplus_inverse(1.0)
+        self.c_re = nn.Parameter(c_re)
+        self.c_im = nn.Parameter(torch.zeros(groups, n)) if spec.complex_coeffs else None
+        if spec.delay:
+            xi = (torch.rand(groups, n) * 2 - 1) * delay_init_angle
+            self.d_re = nn.Parameter(delay_init_scale * torch.cos(xi))
+            self.d_im = nn.Parameter(delay_init_scale * torch.sin(xi)) if spec.complex_coeffs else None
+        else:
+            self.d_re, self.d_im = None, None
+
+    def delay_coefficients(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``d`` as a (real, imag) pair of shape ``(groups, N)``, or None without delay."""
+        if self.d_re is None:
+            return None
+        return self.d_re, self.d_im if self.d_im is not None else torch.zeros_like(self.d_re)
+
+    def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``c`` as a (real, imag) pair of shape ``(groups, N)``."""
+        c_re = self.c_re if self.spec.signed else nn.functional.softplus(self.c_re)
+        return c_re, self.c_im if self.c_im is not None else torch.zeros_like(c_re)
+
+    def complex_coefficients(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(c, d)`` as complex tensors ``(groups, N)`` for probes (``d`` is None without delay)."""
+        c = torch.complex(*[p.detach().float() for p in self.coefficients()])
+        d_pair = self.delay_coefficients()
+        d = torch.complex(*[p.detach().float() for p in d_pair]) if d_pair is not None else None
+        return c, d
+
+
+def _softplus_inverse(y: float) -> float:
+    return math.log(math.expm1(y))

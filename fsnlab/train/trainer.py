@@ -1,0 +1,414 @@
+"""The training loop: :func:`train` starts a run, :func:`resume` continues one exactly.
+
+One optimizer step = ``grad_accum`` micro-steps; each micro-step draws the *global* batch
+(``batch_size x world_size`` windows) from one seeded generator and this rank keeps its slice, so
+N processes with batch B compute what one process with batch N*B computes. Evaluation (full val
+split, bits per byte) and a checkpoint happen at every epoch boundary, every ``eval_interval``
+steps and at the end. SIGINT/SIGTERM stop the run at the next step boundary with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from fsnlab import __version__
+from fsnlab.data import count_eval_targets, load_corpus, sample_batch
+from fsnlab.errors import ConfigError, DataError, TrainingError
+from fsnlab.models import build_model, config_to_dict, parameter_breakdown
+from fsnlab.train.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointStore,
+    load_checkpoint,
+    model_from_checkpoint,
+    resolve_checkpoint,
+)
+from fsnlab.train.config import TrainConfig
+from fsnlab.train.distributed import DistContext, all_reduce_sum, init_distributed, shutdown_distributed
+from fsnlab.train.environment import environment_record
+from fsnlab.train.evaluate import EvalResult, autocast, evaluate
+from fsnlab.train.optim import build_optimizer, lr_at, set_lr
+from fsnlab.train.progress import MetricsLog, Progress
+from fsnlab.train.rng import capture_rng, restore_rng, seed_everything
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Where a run stands when :func:`train`/:func:`resume` returns."""
+
+    run_dir: Path
+    checkpoint: Path | None  # the latest checkpoint written (None if none was)
+    step: int
+    total_steps: int
+    val: EvalResult | None  # the last validation result
+    best_val_bpc: float | None
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+
+def default_run_dir(preset: str) -> Path:
+    """``runs/<preset>-<UTC timestamp>``, made unique."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / f"{preset}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / f"{preset}-{stamp}-{n}"
+    return path
+
+
+def train(
+    config: TrainConfig, out_dir: str | Path | None = None, *, quiet: bool = False, stop_at: int | None = None
+) -> TrainResult:
+    """Start a new run in ``out_dir`` (default :func:`default_run_dir`). ``stop_at`` ends it early
+    (with a checkpoint) at that step, as if interrupted; :func:`resume` then finishes it."""
+    config.validate()
+    run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config.preset)
+    if (run_dir / "checkpoint.pt").exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
+    with _distributed(config.device) as (ctx, device):
+        return Trainer(config, run_dir, ctx, device, quiet=quiet).run(stop_at)
+
+
+def resume(
+    checkpoint: str | Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    quiet: bool = False,
+    stop_at: int | None = None,
+) -> TrainResult:
+    """Continue the run that wrote ``checkpoint`` (a run directory means its latest checkpoint) in
+    that run's directory, bit for bit on the same device type. ``overrides`` are options given again
+    on the command line: only runtime ones (device, compile, keep) may differ from the saved run."""
+    path = resolve_checkpoint(checkpoint)
+    ckpt = load_checkpoint(path)
+    saved = TrainConfig.from_dict(ckpt["train_config"])
+    overrides = dict(overrides or {})
+    preset = overrides.pop("preset", saved.preset)
+    if preset != saved.preset:
+        family = ckpt["model_config"].get("family")
+        raise ConfigError(
+            f"cannot resume {path} as {preset}: it holds a {family} model (preset {saved.preset})"
+        )
+    config = saved.resumed_with(overrides)
+    with _distributed(config.device) as (ctx, device):
+        trainer = Trainer(config, path.parent, ctx, device, quiet=quiet, checkpoint=ckpt)
+        trainer.last_checkpoint = path
+        return trainer.run(stop_at)
+
+
+@contextlib.contextmanager
+def _distributed(device_spec: str) -> Iterator[tuple[DistContext, torch.device]]:
+    """Join torchrun's process group for the run (and leave it after, if we joined it)."""
+    joined_here = not dist.is_initialized()
+    ctx, device = init_distributed(device_spec)
+    try:
+        yield ctx, device
+    finally:
+        if joined_here:
+            shutdown_distributed()
+
+
+class Trainer:
+    """One run's state and loop; built by :func:`train` or :func:`resume`."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: Path,
+        ctx: DistContext,
+        device: torch.device,
+        *,
+        quiet: bool = False,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
+        self.config, self.run_dir, self.ctx, self.device, self.quiet = config, run_dir, ctx, device, quiet
+        seed_everything(config.seed)
+        corpus = load_corpus(config.data)
+        self.train_data, self.val_data = corpus.train, corpus.val
+        if count_eval_targets(self.val_data[: config.eval_bytes]) == 0:
+            raise DataError(f"corpus {corpus.name} has no validation bytes to evaluate on")
+
+        if checkpoint is None:
+            overrides = {"context_length": config.context_length} if config.context_length else {}
+            self.model = build_model(config.preset, **overrides)
+        else:
+            self.model = model_from_checkpoint(checkpoint)
+        self.model.to(device).train()
+        self.context_length = self.model.config.context_length
+        self.tokens_per_step = config.batch_size * self.context_length * config.grad_accum * ctx.world_size
+        self.total_steps = config.total_steps(len(self.train_data), self.tokens_per_step)
+
+        self.optimizer = build_optimizer(self.model, config, device)
+        self.generator = torch.Generator().manual_seed(config.seed)  # the data stream
+        self.step = self.tokens = 0
+        self.best_val_bpc: float | None = None
+        self.best_step: int | None = None
+        self.last_val: EvalResult | None = None
+        self.loss_sum, self.loss_count = 0.0, 0  # training losses not yet logged
+        self.elapsed_before = 0.0  # wall time of earlier sessions of this run
+        self.last_checkpoint: Path | None = None
+        if checkpoint is not None:
+            self._load_state(checkpoint)
+        self.lr = lr_at(self.step, self.total_steps, config)
+        self._session_start = time.perf_counter()
+        self._mark_window()
+
+        module: torch.nn.Module = torch.compile(self.model) if config.compile else self.model
+        if ctx.enabled:
+            module = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        self.module = module  # what the loop calls; self.model stays the plain module we save
+        self.store = CheckpointStore(run_dir, config.keep)
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl")
+        if ctx.is_main:
+            self._prepare_run_dir(corpus, resumed=checkpoint is not None)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def _load_state(self, ckpt: dict[str, Any]) -> None:
+        if ckpt["world_size"] != self.ctx.world_size:
+            raise ConfigError(
+                f"the checkpoint was written by {ckpt['world_size']} process(es); resume it with the same "
+                f"number (this run has {self.ctx.world_size}) so that the batch stays the same"
+            )
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        fused = self.device.type == "cuda"  # the kernel choice follows this run's device, not the saved one
+        for group in self.optimizer.param_groups:
+            group["fused"], group["foreach"] = (True, None) if fused else (None, True)
+        restore_rng(ckpt["rng"], self.generator)
+        self.step, self.tokens, self.total_steps = ckpt["step"], ckpt["tokens"], ckpt["total_steps"]
+        self.best_val_bpc, self.best_step = ckpt["best_val_bpc"], ckpt["best_step"]
+        self.last_val = EvalResult(**ckpt["val"]) if ckpt["val"] else None
+        self.loss_sum, self.loss_count = ckpt["loss_window"]["sum"], ckpt["loss_window"]["count"]
+        self.elapsed_before = ckpt["elapsed_s"]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (tensors and plain containers only)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "fsnlab_version": __version__,
+            "model": self.model.state_dict(),
+            "model_config": config_to_dict(self.model.config),
+            "train_config": self.config.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "tokens": self.tokens,
+            "total_steps": self.total_steps,
+            "world_size": self.ctx.world_size,
+            "rng": capture_rng(self.generator),
+            "best_val_bpc": self.best_val_bpc,
+            "best_step": self.best_step,
+            "val": dataclasses.asdict(self.last_val) if self.last_val else None,
+            "loss_window": {"sum": self.loss_sum, "count": self.loss_count},
+            "elapsed_s": self._elapsed(),
+        }
+
+    def _prepare_run_dir(self, corpus: Any, resumed: bool) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        env = environment_record(self.device, self.ctx.world_size)
+        if resumed:
+            self.store.discard_after(self.step)
+            self.metrics.truncate_after(self.step)
+            _write_json(self.run_dir / f"environment-resume-{self.step}.json", env)
+            return
+        _write_json(self.run_dir / "environment.json", env)
+        _write_json(
+            self.run_dir / "config.json",
+            {
+                "model": config_to_dict(self.model.config),
+                "train": self.config.to_dict(),
+                "data": {
+                    "spec": self.config.data,
+                    "name": corpus.name,
+                    "split_bytes": {s: int(len(corpus.split(s))) for s in ("train", "val", "test")},
+                    "description": corpus.description,
+                },
+                "run": {
+                    "total_steps": self.total_steps,
+                    "tokens_per_step": self.tokens_per_step,
+                    "epoch_tokens": len(self.train_data),
+                    "world_size": self.ctx.world_size,
+                    "parameters": parameter_breakdown(self.model),
+                },
+            },
+        )
+
+    # -- loop ------------------------------------------------------------------------------------
+
+    def run(self, stop_at: int | None = None) -> TrainResult:
+        """Train to ``total_steps`` (or ``stop_at``), evaluating and checkpointing on the way."""
+        end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
+        progress = Progress(self.total_steps, self.step, quiet=self.quiet, enabled=self.ctx.is_main)
+        progress.write(self._banner())
+        try:
+            with _StopSignals() as stop:
+                while self.step < end:
+                    stop_requested = self._train_step(stop.requested)
+                    progress.step(self.step)
+                    if self.step % self.config.log_interval == 0 or self.step == end:
+                        self._log_train(progress)
+                    if self._eval_due():
+                        self._evaluate(progress)
+                        self._save(is_best=self.best_step == self.step)
+                    elif self.step == end or stop_requested:
+                        self._save(is_best=False)
+                    if stop_requested:
+                        progress.write(f"stopped at step {self.step}; continue with: fsnlab train --resume {self.run_dir}")
+                        raise KeyboardInterrupt
+        finally:
+            progress.close()
+        return TrainResult(self.run_dir, self.last_checkpoint, self.step, self.total_steps, self.last_val, self.best_val_bpc)
+
+    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean next-byte cross-entropy (nats) of one micro-batch; logits upcast to fp32."""
+        with autocast(self.device):
+            logits = self.module(x)
+        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+
+    def _train_step(self, stop_requested: bool) -> bool:
+        """One optimizer step. Returns whether any rank asked to stop. Raises TrainingError, before
+        touching the weights, if the loss or gradient norm is not finite."""
+        accum = self.config.grad_accum
+        loss_total = torch.zeros((), device=self.device)
+        for micro in range(accum):
+            x, y = self._batch()
+            sync = micro == accum - 1 or not self.ctx.enabled
+            with contextlib.nullcontext() if sync else self.module.no_sync():
+                loss = self._forward_loss(x, y) / accum
+                loss.backward()
+            loss_total += loss.detach()
+        max_norm = self.config.grad_clip or math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        stats = torch.stack([loss_total, grad_norm.to(loss_total), torch.tensor(float(stop_requested), device=self.device)])
+        loss_sum, norm_sum, stops = all_reduce_sum(stats, self.ctx).tolist()
+        loss_value, norm = loss_sum / self.ctx.world_size, norm_sum / self.ctx.world_size
+        if not (math.isfinite(loss_value) and math.isfinite(norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            kept = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
+            raise TrainingError(
+                f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient norm'} at step {self.step + 1} "
+                f"(loss {loss_value}); stopping, {kept}; try a lower --lr"
+            )
+        self.lr = lr_at(self.step, self.total_steps, self.config)
+        set_lr(self.optimizer, self.lr)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens += self.tokens_per_step
+        self.loss_sum += loss_value
+        self.loss_count += 1
+        return stops > 0
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's slice of the next global batch."""
+        b, rank = self.config.batch_size, self.ctx.rank
+        x, y = sample_batch(
+            self.train_data, b * self.ctx.world_size, self.context_length, self.generator, what="train split"
+        )
+        x, y = x[rank * b : (rank + 1) * b], y[rank * b : (rank + 1) * b]
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def _eval_due(self) -> bool:
+        epoch_tokens = len(self.train_data)
+        crossed_epoch = self.tokens // epoch_tokens > (self.tokens - self.tokens_per_step) // epoch_tokens
+        interval = self.config.eval_interval and self.step % self.config.eval_interval == 0
+        return bool(crossed_epoch or interval or self.step == self.total_steps)
+
+    # -- reporting and saving ---------------------------------------------------------------------
+
+    def _log_train(self, progress: Progress) -> None:
+        if not self.loss_count:
+            return
+        now = time.perf_counter()
+        tokens_per_s = (self.tokens - self._window_tokens) / max(now - self._window_time, 1e-9)
+        loss = self.loss_sum / self.loss_count
+        self.loss_sum, self.loss_count = 0.0, 0
+        steps_left = self.total_steps - self.step
+        eta = steps_left * self.tokens_per_step / max(tokens_per_s, 1e-9)
+        progress.train_stats(self.step, loss, loss / math.log(2), self.lr, tokens_per_s, eta)
+        self._record({"event": "train", "lr": self.lr, "loss": loss, "bpc": loss / math.log(2), "tokens_per_s": tokens_per_s})
+        self._mark_window()
+
+    def _evaluate(self, progress: Progress) -> None:
+        result = evaluate(
+            self.model, self.val_data, batch_size=self.config.batch_size, device=self.device,
+            max_bytes=self.config.eval_bytes, dist=self.ctx,
+        )
+        self.last_val = result
+        if self.best_val_bpc is None or result.bpc < self.best_val_bpc:
+            self.best_val_bpc, self.best_step = result.bpc, self.step
+        progress.write(
+            f"step {self.step}: val bpc {result.bpc:.4f} (nats {result.nats:.4f}, {result.targets:,} bytes)"
+            f"{' (best)' if self.best_step == self.step else ''}"
+        )
+        self._record({"event": "eval", "split": "val", "val_bpc": result.bpc, "val_nats": result.nats, "eval_targets": result.targets})
+
+    def _save(self, is_best: bool) -> None:
+        if self.ctx.is_main:
+            self.last_checkpoint = self.store.save(self.state_dict(), is_best)
+        self._mark_window()  # evaluation and saving do not count against tokens/s
+
+    def _record(self, fields: dict[str, Any]) -> None:
+        if self.ctx.is_main:
+            base = {"step": self.step, "tokens": self.tokens, "epoch": self.tokens / len(self.train_data)}
+            self.metrics.append({**base, **fields, "time": round(self._elapsed(), 3)})
+
+    def _mark_window(self) -> None:
+        self._window_time, self._window_tokens = time.perf_counter(), self.tokens
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self._session_start
+
+    def _banner(self) -> str:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        epochs = self.total_steps * self.tokens_per_step / len(self.train_data)
+        where = f"{self.device}" + (f" x{self.ctx.world_size}" if self.ctx.enabled else "")
+        start = f"resuming at step {self.step}" if self.step else "starting"
+        return (
+            f"{self.config.preset}: {n_params:,} parameters on {where} | {self.config.data} "
+            f"({len(self.train_data):,} train bytes) | {self.total_steps} steps x {self.tokens_per_step:,} tokens "
+            f"= {epochs:.2f} epochs | {start} | run dir {self.run_dir}"
+        )
+
+
+class _StopSignals:
+    """Turns SIGINT/SIGTERM into a request to stop at the next step boundary (main thread only);
+    a second SIGINT interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
