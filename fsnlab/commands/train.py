@@ -7,7 +7,20 @@ import json
 import sys
 from typing import Any
 
+from fsnlab.data import load_corpus
 from fsnlab.errors import ConfigError
+from fsnlab.train import (
+    TrainConfig,
+    evaluate,
+    export_safetensors,
+    generate,
+    load_checkpoint,
+    model_from_checkpoint,
+    resolve_checkpoint,
+    resume,
+    train,
+)
+from fsnlab.train.distributed import resolve_device
 
 # Command-line options of `fsnlab train` that set a TrainConfig field of the same name.
 _CONFIG_OPTIONS = (
@@ -18,8 +31,6 @@ _CONFIG_OPTIONS = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the train, eval, sample and export subcommands."""
-    from fsnlab.train import TrainConfig
-
     d = TrainConfig()
     formatter = argparse.RawDescriptionHelpFormatter
 
@@ -45,9 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--preset", help=f"model preset, see `fsnlab models` (default: {d.preset})")
     p.add_argument("--data", metavar="SPEC", help=f"corpus: embedded, enwik8:PATH, code, code:DIR, text:PATH (default: {d.data})")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=float, metavar="E", help="train for E epochs (converted to steps via tokens per step)")
-    length.add_argument("--max-steps", type=int, metavar="S", help=f"train for S optimizer steps (default: {d.max_steps})")
+    p.add_argument("--epochs", type=float, metavar="E", help="train for E epochs (converted to steps via tokens per step)")
+    p.add_argument("--max-steps", type=int, metavar="S", help=f"train for S optimizer steps; overrides --epochs (default: {d.max_steps})")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<preset>-<timestamp>)")
     p.add_argument("--seed", type=int, help=f"seed of model init and data stream (default: {d.seed})")
     p.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default: {d.device})")
@@ -110,8 +120,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from fsnlab.train import TrainConfig, resume, train
-
     given: dict[str, Any] = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
     if args.resume:
         if args.out:
@@ -128,16 +136,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from fsnlab.data import load_corpus
-    from fsnlab.train import evaluate, load_checkpoint, model_from_checkpoint, resolve_checkpoint
-    from fsnlab.train.distributed import resolve_device
-
+    _check_positive(args, "batch_size", "eval_bytes")
     device = resolve_device(args.device)
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt).to(device)
     spec = args.data or ckpt["train_config"]["data"]
     corpus = load_corpus(spec)
-    _check_positive(args, "batch_size", "eval_bytes")
     result = evaluate(model, corpus.split(args.split), batch_size=args.batch_size, device=device, max_bytes=args.eval_bytes)
     path = resolve_checkpoint(args.checkpoint)
     if args.json:
@@ -150,9 +154,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from fsnlab.train import generate, load_checkpoint, model_from_checkpoint
-    from fsnlab.train.distributed import resolve_device
-
     device = resolve_device(args.device)
     model = model_from_checkpoint(load_checkpoint(args.checkpoint)).to(device)
     prompt = args.prompt.encode("utf-8")
@@ -162,8 +163,6 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from fsnlab.train import export_safetensors
-
     if args.safetensors and args.out and args.safetensors != args.out:
         raise ConfigError("give the output path once: --safetensors OUT or --out OUT")
     path = export_safetensors(args.checkpoint, args.safetensors or args.out or None)

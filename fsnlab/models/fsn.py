@@ -161,7 +161,7 @@ class FSNAttention(nn.Module):
         if self.config.gate == "static":
             g = F.softplus(self.gate_raw)
         else:
-            g = torch.sigmoid(self.gate_proj(torch.cat([torch.cos(theta), torch.sin(theta)], -1)).float())
+            g = torch.sigmoid(self.gate_proj(torch.cat([torch.cos(theta), torch.sin(theta)], -1)).to(theta.dtype))
         k = torch.stack([cos, sin], -1)  # (B, T, D, 2)
         q = k * g.unsqueeze(-1)
         beta = self.temperature()[None, :, None, None]
@@ -224,7 +224,7 @@ class PhaseFeedForward(nn.Module):
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
-        return self.hook_theta_out(theta + self.mlp(phi).float())
+        return self.hook_theta_out(theta + self.mlp(phi).to(theta.dtype))
 
 
 class ModeCoupling(nn.Module):

@@ -23,7 +23,7 @@ from fsnlab.errors import ConfigError
 from fsnlab.models.config import FSNConfig, ModelConfig, TransformerConfig
 
 RUNG_TARGETS: dict[str, int] = {
-    "tiny": 45_000,
+    "tiny": 45_500,
     "small": 200_000,
     "1m": 1_000_000,
     "2m": 2_000_000,
@@ -33,7 +33,7 @@ RUNG_TARGETS: dict[str, int] = {
 
 # rung: (context T, FSN layers L, D, H, h for fsn, h for ka, M for fsn-mf)
 _FSN_RUNGS: dict[str, tuple[int, int, int, int, int, int, int]] = {
-    "tiny": (64, 2, 32, 2, 64, 64, 310),
+    "tiny": (64, 2, 32, 2, 64, 64, 317),
     "small": (128, 3, 64, 2, 156, 156, 780),
     "1m": (512, 4, 192, 4, 220, 220, 1105),
     "2m": (512, 4, 288, 6, 308, 308, 1539),
@@ -42,7 +42,7 @@ _FSN_RUNGS: dict[str, tuple[int, int, int, int, int, int, int]] = {
 }
 # rung: (context T, layers L, d_model, heads, SwiGLU hidden h)
 _TRANSFORMER_RUNGS: dict[str, tuple[int, int, int, int, int]] = {
-    "tiny": (64, 2, 32, 2, 148),
+    "tiny": (64, 2, 32, 2, 152),
     "small": (128, 4, 64, 2, 152),
     "1m": (512, 5, 128, 4, 332),
     "2m": (512, 5, 192, 6, 420),

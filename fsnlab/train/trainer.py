@@ -55,6 +55,7 @@ class TrainResult:
     total_steps: int
     val: EvalResult | None  # the last validation result
     best_val_bpc: float | None
+    is_main: bool  # whether this process is the one that writes and reports
 
     @property
     def finished(self) -> bool:
@@ -139,17 +140,16 @@ class Trainer:
     ) -> None:
         self.config, self.run_dir, self.ctx, self.device, self.quiet = config, run_dir, ctx, device, quiet
         seed_everything(config.seed)
-        corpus = load_corpus(config.data)
-        self.train_data, self.val_data = corpus.train, corpus.val
-        if count_eval_targets(self.val_data[: config.eval_bytes]) == 0:
-            raise DataError(f"corpus {corpus.name} has no validation bytes to evaluate on")
-
         if checkpoint is None:
             overrides = {"context_length": config.context_length} if config.context_length else {}
             self.model = build_model(config.preset, **overrides)
         else:
             self.model = model_from_checkpoint(checkpoint)
         self.model.to(device).train()
+        corpus = load_corpus(config.data)
+        self.train_data, self.val_data = corpus.train, corpus.val
+        if count_eval_targets(self.val_data[: config.eval_bytes]) == 0:
+            raise DataError(f"corpus {corpus.name} has no validation bytes to evaluate on")
         self.context_length = self.model.config.context_length
         self.tokens_per_step = config.batch_size * self.context_length * config.grad_accum * ctx.world_size
         self.total_steps = config.total_steps(len(self.train_data), self.tokens_per_step)
@@ -260,7 +260,7 @@ class Trainer:
                 while self.step < end:
                     stop_requested = self._train_step(stop.requested)
                     progress.step(self.step)
-                    if self.step % self.config.log_interval == 0 or self.step == end:
+                    if self.step % self.config.log_interval == 0 or self.step == self.total_steps:
                         self._log_train(progress)
                     if self._eval_due():
                         self._evaluate(progress)
@@ -272,7 +272,10 @@ class Trainer:
                         raise KeyboardInterrupt
         finally:
             progress.close()
-        return TrainResult(self.run_dir, self.last_checkpoint, self.step, self.total_steps, self.last_val, self.best_val_bpc)
+        return TrainResult(
+            self.run_dir, self.last_checkpoint, self.step, self.total_steps, self.last_val, self.best_val_bpc,
+            self.ctx.is_main,
+        )
 
     def _forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean next-byte cross-entropy (nats) of one micro-batch; logits upcast to fp32."""

@@ -1,0 +1,85 @@
+"""A deliberately naive float64 reference of one FSN attention step, straight from the spec's equations.
+
+Explicit loops over query t, key u, coordinate i and harmonic n; no attention kernels, no
+order-parameter form, no interleaving. It reads the layer's parameters (gate, temperature, step
+size, kernel coefficients) and nothing else of its code.
+
+    s_{t,u}  = sum_{i in h} g_i cos(theta_{t,i} - theta_{u,i} + omega_i (t - u))         (§3.3)
+    A_{t,u}  = softmax_{u <= t}(beta_h s_{t,u})
+    F_{t,i}  = sum_u sum_n [ A_{t,u} Im(c_n e^{i n (theta_u - theta_t)})
+                            + Atilde_{t,u} Im(d_n e^{i n (theta_{u+1} - theta_t)}) ]     (§3.4)
+    theta'   = theta + eta F (+ Omega)                                                   (§3.5)
+"""
+
+from __future__ import annotations
+
+import cmath
+import math
+
+import numpy as np
+import torch
+
+
+def _layer_parameters(layer):
+    cfg = layer.config
+    D, H = cfg.d_phase, cfg.n_head
+    Dh = D // H
+    with torch.no_grad():
+        if cfg.gate == "static":
+            gate = lambda theta_t: torch.nn.functional.softplus(layer.gate_raw.detach()).double().numpy()  # noqa: E731
+        else:
+            W = layer.gate_proj.weight.double().numpy()
+            b = layer.gate_proj.bias.double().numpy()
+
+            def gate(theta_t):
+                phi = np.concatenate([np.cos(theta_t), np.sin(theta_t)])
+                return 1 / (1 + np.exp(-(W @ phi + b)))
+
+        beta = layer.log_beta.double().exp().numpy()
+        eta = torch.nn.functional.softplus(layer.eta_raw.double()).numpy()
+        omega_nat = layer.natural_frequency.double().numpy() if layer.natural_frequency is not None else np.zeros(D)
+        (c_re, c_im), d = layer.coordinate_coefficients()
+        c = c_re.double().numpy() + 1j * c_im.double().numpy()  # (D, N)
+        d = (d[0].double().numpy() + 1j * d[1].double().numpy()) if d is not None else None
+    # the rotary frequencies are read from the layer's buffer (float32 values of base^(-j/D_h));
+    # test_rotary_frequencies checks them against the formula
+    rope = layer.rope_omega.double().numpy()
+    return gate, beta, eta, omega_nat, c, d, rope, Dh
+
+
+def reference_attention_step(layer, theta: np.ndarray) -> np.ndarray:
+    """One FSN attention step for a single sequence ``theta (T, D)`` in float64."""
+    cfg = layer.config
+    T, D = theta.shape
+    H = cfg.n_head
+    gate, beta, eta, omega_nat, c, d, rope, Dh = _layer_parameters(layer)
+    N = c.shape[1]
+    out = theta.copy()
+    for t in range(T):
+        g = gate(theta[t])
+        for h in range(H):
+            coords = range(h * Dh, (h + 1) * Dh)
+            scores = [
+                beta[h] * sum(g[i] * math.cos(theta[t, i] - theta[u, i] + rope[i] * (t - u)) for i in coords)
+                for u in range(t + 1)
+            ]
+            m = max(scores)
+            w = [math.exp(s - m) for s in scores]
+            A = [x / sum(w) for x in w]
+            if cfg.delay_mask == "separate_strict":
+                ws = w[:t]
+                A_delay = [x / sum(ws) for x in ws] if t > 0 else []
+            else:
+                A_delay = A[:t]  # u <= t-1 with the shared normalisation (the diagonal has no successor)
+            for i in coords:
+                force = 0.0
+                for n in range(1, N + 1):
+                    for u in range(t + 1):
+                        force += A[u] * (c[i, n - 1] * cmath.exp(1j * n * (theta[u, i] - theta[t, i]))).imag
+                    if d is not None:
+                        for u in range(t):
+                            force += A_delay[u] * (d[i, n - 1] * cmath.exp(1j * n * (theta[u + 1, i] - theta[t, i]))).imag
+                        if cfg.delay_mask == "shared_self":  # the diagonal's successor is the token itself
+                            force += A[t] * (d[i, n - 1] * cmath.exp(1j * n * 0.0)).imag
+                out[t, i] = theta[t, i] + eta[i] * force + omega_nat[i]
+    return out

@@ -1,0 +1,147 @@
+"""The fast FSN layer (fused attention, order-parameter form) against the naive float64 reference."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from fsnlab.models import FSNConfig, build_model, capture
+from fsnlab.models.config import KERNEL_SETTINGS
+from fsnlab.models.fsn import FSNAttention
+from fsnlab.models.kernel import coupling_force, coupling_function, harmonic_features
+from reference_fsn import reference_attention_step
+
+SMALL = dict(d_phase=8, n_head=2, n_harmonics=3, context_length=16)
+
+
+def _randomise(layer: torch.nn.Module, seed: int) -> None:
+    """Give every parameter a generic value so no term hides behind its init (e.g. c_im = 0)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+
+
+def _layer(seed: int, **overrides) -> FSNAttention:
+    torch.manual_seed(seed)
+    return FSNAttention(FSNConfig(**{**SMALL, **overrides}).validate())
+
+
+CASES = [
+    *[dict(kernel=k) for k in KERNEL_SETTINGS],
+    *[dict(kernel="full", delay_mask=m) for m in ("separate_strict", "shared_self")],
+    dict(kernel="+delay", delay_mask="separate_strict"),
+    dict(kernel="full", kernel_sharing="coord"),
+    dict(kernel="full", gate="query"),
+    dict(kernel="+sakaguchi", natural_frequency=True),
+]
+
+
+@pytest.mark.parametrize("overrides", CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_fast_layer_matches_naive_reference(overrides):
+    for seed in (0, 1):
+        layer = _layer(seed, **overrides)
+        _randomise(layer, seed)
+        theta = torch.randn(2, 7, SMALL["d_phase"], generator=torch.Generator().manual_seed(seed + 10)) * 3
+        # float64 fast path vs float64 reference: agreement to rounding
+        layer64 = layer.double()
+        fast = layer64(theta.double()).detach().numpy()
+        for b in range(theta.shape[0]):
+            ref = reference_attention_step(layer64, theta[b].double().numpy())
+            np.testing.assert_allclose(fast[b], ref, rtol=0, atol=1e-10)
+        # float32 fast path: float tolerance
+        fast32 = layer.float()(theta).detach().numpy()
+        np.testing.assert_allclose(fast32, fast, rtol=0, atol=2e-5)
+
+
+def test_rotary_frequencies_follow_the_spec():
+    layer = _layer(0)
+    Dh = SMALL["d_phase"] // SMALL["n_head"]
+    expected = [10000.0 ** (-(i % Dh) / Dh) for i in range(SMALL["d_phase"])]
+    np.testing.assert_allclose(layer.rope_omega.numpy(), expected, rtol=1e-6)
+
+
+def test_reference_is_sensitive_to_the_delay_term():
+    """Guard against a vacuous comparison: zeroing d must change the reference output."""
+    layer = _layer(3, kernel="full").double()
+    _randomise(layer, 3)
+    theta = np.random.default_rng(0).normal(size=(6, SMALL["d_phase"])) * 3
+    with_delay = reference_attention_step(layer, theta)
+    with torch.no_grad():
+        layer.kernel.d_re.zero_()
+        layer.kernel.d_im.zero_()
+    without = reference_attention_step(layer, theta)
+    assert np.abs(with_delay - without).max() > 1e-3
+
+
+def test_hooked_order_parameters_rebuild_the_force():
+    """Z0, Z1 from the hooks with the kernel coefficients give the layer's own force (§3.4)."""
+    layer = _layer(5, kernel="full")
+    _randomise(layer, 5)
+    theta = torch.randn(2, 9, SMALL["d_phase"]) * 2
+    with capture(layer) as cache:
+        out = layer(theta)
+    cos_n, sin_n = harmonic_features(theta, 3)
+    c, d = layer.coordinate_coefficients()
+    z0, z1 = cache["hook_Z0"], cache["hook_Z1"]
+    force = coupling_force(cos_n, sin_n, (z0.real, z0.imag), c, (z1.real, z1.imag), d)
+    torch.testing.assert_close(force, cache["hook_force"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(out, theta + layer.step_size() * force, rtol=0, atol=1e-5)
+    # Kuramoto order parameter magnitude R = |Z0_1| lies in [0, 1]
+    R = z0[..., 0].abs()
+    assert (R <= 1 + 1e-6).all() and (R >= 0).all()
+
+
+def test_order_parameter_is_one_for_identical_phases():
+    layer = _layer(6, kernel="base")
+    theta = torch.full((1, 5, SMALL["d_phase"]), 0.7)
+    with capture(layer, ["hook_Z0"]) as cache:
+        layer(theta)
+    torch.testing.assert_close(cache["hook_Z0"][..., 0].abs(), torch.ones(1, 5, SMALL["d_phase"]))
+
+
+def test_attention_hook_rows_are_causal_distributions():
+    layer = _layer(7, kernel="full")
+    theta = torch.randn(1, 6, SMALL["d_phase"])
+    with capture(layer, ["hook_attn"]) as cache:
+        layer(theta)
+    A = cache["hook_attn"]
+    torch.testing.assert_close(A.sum(-1), torch.ones(1, 2, 6))
+    assert (A.triu(1) == 0).all()
+
+
+def test_coupling_function_matches_the_layer_for_a_single_partner():
+    """A token whose attention sits wholly on one partner at phase difference phi feels the force
+    Gamma(phi) = sum_n Im(c_n e^{i n phi}): the kernel read as a coupling function (§10)."""
+    layer = _layer(8, kernel="+harmonics", gate="static")
+    _randomise(layer, 8)
+    c = torch.complex(*[x.detach() for x in layer.kernel.coefficients()])  # (H, N)
+    phi = torch.linspace(-3.1, 3.1, 25)
+    gamma = coupling_function(c, phi)  # (H, G)
+    # Direct: F for a token whose whole attention sits on a partner at phase difference phi.
+    cos_n, sin_n = harmonic_features(torch.zeros(1), 3)
+    for h in range(2):
+        for j, p in enumerate(phi):
+            partner = harmonic_features(p.reshape(1), 3)
+            f = coupling_force(cos_n, sin_n, partner, tuple(x[h] for x in layer.kernel.coefficients()))
+            assert abs(f.item() - gamma[h, j].item()) < 1e-5
+
+
+@pytest.mark.parametrize("kernel", KERNEL_SETTINGS)
+def test_hooks_do_not_change_the_output(kernel):
+    model = build_model("fsn-tiny", kernel=kernel)
+    idx = torch.randint(0, 256, (2, 20), generator=torch.Generator().manual_seed(0))
+    plain = model(idx)
+    with capture(model) as cache:
+        hooked = model(idx)
+    assert len(cache) > 0
+    assert torch.equal(plain, hooked)
+
+
+def test_every_combination_of_switches_builds_and_runs():
+    for kernel, mask, sharing in itertools.product(KERNEL_SETTINGS, ("shared_zero_diag", "separate_strict"), ("head", "coord")):
+        model = build_model("fsn-tiny", kernel=kernel, delay_mask=mask, kernel_sharing=sharing)
+        assert model(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 256)
