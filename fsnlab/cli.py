@@ -19,6 +19,8 @@ from fsnlab.errors import FsnlabError
 # (e.g. an optional dependency is missing) is skipped, so the other commands keep working.
 COMMAND_MODULES = (
     "fsnlab.commands.train",
+    "fsnlab.commands.probe",
+    "fsnlab.commands.verify",
     "fsnlab.commands.models",
 )
 

@@ -164,3 +164,61 @@ class CouplingKernel(nn.Module):
 
 def _softplus_inverse(y: float) -> float:
     return math.log(math.expm1(y))
+
+
+# -- the delay identity (spec §4) ---------------------------------------------------------------
+#
+# The delay term couples token t to the successor u+1 of each attended token u:
+#     G_{t,u} = Im(d e^{i n (theta_{u+1} - theta_t)}).
+# Inserting theta_u, with the data's transition Delta_u = theta_{u+1} - theta_u, gives
+#     G_{t,u} = |d| sin(n (theta_u - theta_t) - alpha_{u,n}),   alpha_{u,n} = -(n Delta_u + arg d),
+# i.e. Kuramoto-Sakaguchi coupling to u itself with a per-edge frustration set by the data. The two
+# functions below evaluate both sides independently, edge by edge, so that `fsnlab verify` and the
+# probe can measure the residual on real layers.
+
+
+def transitions(theta: torch.Tensor) -> torch.Tensor:
+    """The data's transitions ``Delta_u = theta_{u+1} - theta_u`` along positions (dim -2) (spec §4 step 2).
+
+    ``theta (..., T, D)`` -> ``(..., T, D)``; the last position has no successor and gets NaN.
+    """
+    delta = theta[..., 1:, :] - theta[..., :-1, :]
+    return torch.cat([delta, torch.full_like(theta[..., :1, :], float("nan"))], dim=-2)
+
+
+def delay_frustration(delta: torch.Tensor, d: torch.Tensor, n: int) -> torch.Tensor:
+    """KS frustration angle of the delay term at harmonic ``n``: ``alpha_{u,n} = -(n Delta_u + arg d_n)`` (§4 step 6)."""
+    return -(n * delta + torch.angle(d))
+
+
+def successor_coupling(theta: torch.Tensor, weights: torch.Tensor, d: torch.Tensor, n: int) -> torch.Tensor:
+    """The delay term computed the network's way: coupling to the *successors* of the attended tokens,
+
+        sum_{u < t} W_{t,u} Im(d e^{i n (theta_{u+1} - theta_t)}),
+
+    ``theta (..., T, D)``, ``weights (..., T, T)`` (the delay weights; zero for u >= t), ``d`` complex,
+    broadcast against ``(D,)``. Returns ``(..., T, D)``.
+    """
+    succ = torch.cat([theta[..., 1:, :], theta[..., -1:, :]], dim=-2)  # theta_{u+1}; the last is never weighted
+    phase = n * (succ.unsqueeze(-3) - theta.unsqueeze(-2))  # (..., T_t, T_u, D)
+    terms = torch.abs(d) * torch.sin(phase + torch.angle(d))  # Im(d e^{i phase})
+    return _weighted_sum(weights, terms)
+
+
+def sakaguchi_coupling(theta: torch.Tensor, weights: torch.Tensor, alpha: torch.Tensor, strength: torch.Tensor, n: int) -> torch.Tensor:
+    """Kuramoto-Sakaguchi coupling to the attended tokens *themselves* with per-edge frustration,
+
+        sum_{u < t} W_{t,u} K sin(n (theta_u - theta_t) - alpha_u),
+
+    ``alpha (..., T, D)`` the frustration of each attended token (for the identity,
+    :func:`delay_frustration` of the data's transitions), ``strength`` = K = ``|d|``.
+    """
+    phase = n * (theta.unsqueeze(-3) - theta.unsqueeze(-2)) - alpha.unsqueeze(-3)
+    terms = strength * torch.sin(phase)
+    return _weighted_sum(weights, terms)
+
+
+def _weighted_sum(weights: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+    """``sum_u W_{t,u} terms_{t,u,:}``, ignoring terms where the weight is exactly 0 (they may be NaN)."""
+    w = weights.unsqueeze(-1)
+    return torch.where(w != 0, w * terms, torch.zeros((), dtype=terms.dtype)).sum(-2)
