@@ -40,8 +40,10 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("query_block", [512, 3], ids=["one-block", "blocked"])
 @pytest.mark.parametrize("overrides", CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
-def test_fast_layer_matches_naive_reference(overrides):
+def test_fast_layer_matches_naive_reference(overrides, query_block, monkeypatch):
+    monkeypatch.setattr("fsnlab.models.attention.QUERY_BLOCK", query_block)
     for seed in (0, 1):
         layer = _layer(seed, **overrides)
         _randomise(layer, seed)

@@ -163,3 +163,24 @@ def test_optimizer_groups(tmp_path):
 def test_invalid_train_config(field, value):
     with pytest.raises(ConfigError):
         TrainConfig(**{field: value}).validate()
+
+
+def test_compiled_run_saves_uncompiled_weights(tmp_path, monkeypatch):
+    """--compile trains through torch.compile (the eager backend here, to skip C++ codegen) but
+    saves the plain module's state_dict: no ``_orig_mod.`` prefixes."""
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model: real_compile(model, backend="eager"))
+    result = train(TrainConfig(preset="transformer-tiny", max_steps=2, compile=True, **TINY), tmp_path, quiet=True)
+    state = load_checkpoint(result.checkpoint)["model"]
+    assert state.keys() == build_model("transformer-tiny", context_length=32).state_dict().keys()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_uses_fused_adamw_and_bf16(tmp_path):
+    config = TrainConfig(preset="fsn-tiny", max_steps=4, device="cuda", log_interval=1, **TINY)
+    result = train(config, tmp_path / "run", quiet=True)
+    ckpt = load_checkpoint(result.checkpoint)
+    assert all(g["fused"] for g in ckpt["optimizer"]["param_groups"])
+    assert math.isfinite(result.val.bpc)
+    resume(tmp_path / "run", {"device": "cuda"}, quiet=True)  # a finished run: nothing to do

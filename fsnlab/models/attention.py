@@ -12,35 +12,101 @@ future through rounding and gradients, so instead the keys are **interleaved**: 
 ``u`` contributes a *self* key (visible only to ``t = u``, value ``v_u + diag_u``) and a *past* key
 (visible to ``t > u``, value ``v_u + s_u``). Both carry the same key vector, so one softmax over
 the visible set is exactly ``A``. One fused SDPA call over ``2T`` keys then yields ``Z0 + Z1``
-(or both separately, by concatenating instead of adding the values), with no ``T x T`` tensor per
-harmonic and strict causality by construction: query ``t`` only ever sees ``s_u`` with ``u + 1 <= t``.
+(or both separately), with no ``T x T`` tensor per harmonic and strict causality by construction:
+query ``t`` only ever sees ``s_u`` with ``u + 1 <= t``. Long windows are processed in blocks of
+queries, so the boolean mask never exceeds ``QUERY_BLOCK x 2T``.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 
-def _self_or_past_mask(T: int, device: torch.device) -> torch.Tensor:
-    """Bool mask ``(T, 2T)``: key ``2u`` is u's self key (visible iff u == t), key ``2u+1`` its past key (iff u < t)."""
-    t = torch.arange(T, device=device)[:, None]
-    j = torch.arange(2 * T, device=device)[None, :]
+# Queries are processed in blocks of this many rows when a mask is needed, so that the boolean mask
+# (and any fallback score matrix) is at most QUERY_BLOCK x 2T at a time: peak memory stays linear in T.
+QUERY_BLOCK = 512
+
+
+def _self_or_past_mask(t0: int, t1: int, device: torch.device) -> torch.Tensor:
+    """Bool mask for queries ``t0..t1-1`` over the interleaved keys ``0..2*t1-1``: key ``2u`` is u's
+    self key (visible iff u == t), key ``2u+1`` its past key (visible iff u < t)."""
+    t = torch.arange(t0, t1, device=device)[:, None]
+    j = torch.arange(2 * t1, device=device)[None, :]
     u = j // 2
     return torch.where(j % 2 == 0, u == t, u < t)
 
 
-def _strict_mask_with_null(T: int, device: torch.device) -> torch.Tensor:
-    """Bool mask ``(T, T+1)``: key u visible iff u < t; the extra null key only to t = 0 (empty set)."""
-    mask = torch.ones(T, T, dtype=torch.bool, device=device).tril(-1)
-    null = torch.zeros(T, 1, dtype=torch.bool, device=device)
-    null[0] = True
-    return torch.cat([mask, null], dim=1)
+def _strict_mask_with_null(t0: int, t1: int, device: torch.device) -> torch.Tensor:
+    """Bool mask for queries ``t0..t1-1`` over keys ``0..t1-1`` plus a final null key: key u visible
+    iff u < t; the null key only to t = 0, whose set is otherwise empty."""
+    t = torch.arange(t0, t1, device=device)[:, None]
+    u = torch.arange(t1, device=device)[None, :]
+    return torch.cat([u < t, t == 0], dim=1)
+
+
+def _blocked_masked_attend(q, keys, values, mask_fn, keys_needed, null=None) -> torch.Tensor:
+    """:func:`attend` over query blocks: block ``[t0, t1)`` sees ``keys[:, :, :keys_needed(t1)]`` (plus
+    an optional trailing null key/value pair) under ``mask_fn(t0, t1)``."""
+    T = q.shape[2]
+
+    def block(t0: int, t1: int, q_blk: torch.Tensor, k_blk: torch.Tensor, v_blk: torch.Tensor) -> torch.Tensor:
+        if null is not None:
+            k_blk = torch.cat([k_blk, null[0]], 2)
+            v_blk = torch.cat([v_blk, null[1]], 2)
+        return attend(q_blk, k_blk, v_blk, attn_mask=mask_fn(t0, t1, q_blk.device))
+
+    if T <= QUERY_BLOCK:
+        return block(0, T, q, keys, values)
+    # Several blocks: the fused kernels keep their (float) mask for the backward pass, which summed
+    # over blocks would be O(T^2). Recomputing each block in the backward pass (activation
+    # checkpointing) keeps only the block's inputs, which are views of tensors that exist anyway.
+    recompute = torch.is_grad_enabled()
+    outs = []
+    for t0 in range(0, T, QUERY_BLOCK):
+        t1 = min(T, t0 + QUERY_BLOCK)
+        n = keys_needed(t1)
+        args = (t0, t1, q[:, :, t0:t1], keys[:, :, :n], values[:, :, :n])
+        outs.append(checkpoint(block, *args, use_reentrant=False) if recompute else block(*args))
+    return torch.cat(outs, 2)
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+) -> torch.Tensor:
+    """``softmax(q k^T + mask) v`` with unit scale (the temperature is folded into ``q``), for values
+    wider than the queries.
+
+    Fused kernels (FlashAttention on CUDA, the flash kernel on CPU) need values as wide as queries
+    and keys. The FSN's values are ``k`` times wider (harmonics, real and imaginary parts), and
+    attention acts on each value channel independently, so the channels are cut into chunks of the
+    query width and folded into the batch dimension. Memory stays linear in T: no score matrix is
+    materialised, on CPU or GPU.
+    """
+    B, H, T, E = q.shape
+    W = v.shape[-1]
+    if W == E:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=1.0)
+    chunks = -(-W // E)
+    if chunks * E != W:
+        v = F.pad(v, (0, chunks * E - W))
+    S = v.shape[2]
+    v = v.reshape(B, H, S, chunks, E).permute(3, 0, 1, 2, 4).reshape(chunks * B, H, S, E)
+    q = q.repeat(chunks, 1, 1, 1)
+    k = k.repeat(chunks, 1, 1, 1)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=1.0)
+    out = out.reshape(chunks, B, H, T, E).permute(1, 2, 3, 0, 4).reshape(B, H, T, chunks * E)
+    return out[..., :W]
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``softmax(q k^T + causal mask) v`` with unit scale (the temperature is folded into ``q``)."""
-    return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
+    """Causal attention (``u <= t``) of :func:`attend`."""
+    return attend(q, k, v, is_causal=True)
 
 
 def delay_attention(
@@ -66,15 +132,10 @@ def delay_attention(
 
     Returns ``Z0 + Z1`` (``(B, H, T, W)``), or the pair ``(Z0, Z1)`` when ``separate``.
     """
-    B, H, T, _ = q.shape
     if delay_mask == "separate_strict":
         z0 = causal_attention(q, k, v)
-        null_k = torch.zeros_like(k[:, :, :1])
-        null_v = torch.zeros_like(s[:, :, :1])
-        mask = _strict_mask_with_null(T, q.device)
-        z1 = F.scaled_dot_product_attention(
-            q, torch.cat([k, null_k], 2), torch.cat([s, null_v], 2), attn_mask=mask, scale=1.0
-        )
+        null = (torch.zeros_like(k[:, :, :1]), torch.zeros_like(s[:, :, :1]))
+        z1 = _blocked_masked_attend(q, k, s, _strict_mask_with_null, lambda t1: t1, null)
         return (z0, z1) if separate else z0 + z1
     if delay_mask not in ("shared_zero_diag", "shared_self"):
         raise ValueError(f"unknown delay_mask {delay_mask!r}")
@@ -87,7 +148,7 @@ def delay_attention(
         past_val = v + s
     keys = torch.stack([k, k], dim=3).flatten(2, 3)  # (B, H, 2T, E): self, past, self, past, ...
     values = torch.stack([self_val, past_val], dim=3).flatten(2, 3)
-    out = F.scaled_dot_product_attention(q, keys, values, attn_mask=_self_or_past_mask(T, q.device), scale=1.0)
+    out = _blocked_masked_attend(q, keys, values, _self_or_past_mask, lambda t1: 2 * t1)
     if separate:
         W = v.shape[-1]
         return out[..., :W], out[..., W:]

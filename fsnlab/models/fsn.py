@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fsnlab.models.attention import attention_weights, causal_attention, delay_attention
+from fsnlab.models.attention import attend, attention_weights, causal_attention, delay_attention
 from fsnlab.models.config import FSNConfig
 from fsnlab.models.hooks import HookPoint
 from fsnlab.models.kernel import CouplingKernel, complex_mul, harmonic_features, tangent_projection
@@ -275,7 +275,7 @@ class ModeCoupling(nn.Module):
             mode_feats = torch.stack([torch.cos(self.mode_phases), torch.sin(self.mode_phases)], -1)[None]
             k = split_heads(mode_feats, H).expand(theta.shape[0], -1, -1, -1)
             values = split_heads(torch.stack([mode_cos, mode_sin], -1)[None], H).expand(theta.shape[0], -1, -1, -1)
-            z = F.scaled_dot_product_attention(q, k, values, scale=1.0)  # (B, H, T, D_h N 2)
+            z = attend(q, k, values)  # (B, H, T, D_h N 2)
             z = merge_heads(z, D).unflatten(-1, (N, 2))
             reps = cfg.head_dim
             kappa = (self.kappa_re.repeat_interleave(reps, 0), self.kappa_im.repeat_interleave(reps, 0))

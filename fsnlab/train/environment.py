@@ -32,6 +32,17 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "") if commit else None
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo where there is one, else the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment_record(device: torch.device, world_size: int) -> dict[str, Any]:
     """Versions, hardware and provenance of this run (JSON-ready)."""
     cuda = torch.cuda.is_available()
@@ -44,7 +55,7 @@ def environment_record(device: torch.device, world_size: int) -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cuda_device_count": torch.cuda.device_count() if cuda else 0,
         "torch_threads": torch.get_num_threads(),
         "world_size": world_size,

@@ -9,6 +9,7 @@ from pathlib import Path
 from safetensors.torch import save_model
 
 from fsnlab import __version__
+from fsnlab.errors import CheckpointError
 from fsnlab.train.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
 
 
@@ -27,11 +28,14 @@ def export_safetensors(checkpoint: str | os.PathLike[str], out: str | os.PathLik
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
     path = Path(out) if out else default_export_path(checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "fsnlab_config": json.dumps(ckpt["model_config"], sort_keys=True),
         "fsnlab_version": __version__,
         "step": str(ckpt["step"]),
     }
-    save_model(model, str(path), metadata=metadata)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_model(model, str(path), metadata=metadata)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

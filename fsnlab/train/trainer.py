@@ -378,14 +378,15 @@ class Trainer:
         return self.elapsed_before + time.perf_counter() - self._session_start
 
     def _banner(self) -> str:
-        n_params = sum(p.numel() for p in self.model.parameters())
+        counts = parameter_breakdown(self.model)
+        parts = ", ".join(f"{name} {n:,}" for name, n in counts.items() if n and name != "total")
         epochs = self.total_steps * self.tokens_per_step / len(self.train_data)
         where = f"{self.device}" + (f" x{self.ctx.world_size}" if self.ctx.enabled else "")
         start = f"resuming at step {self.step}" if self.step else "starting"
         return (
-            f"{self.config.preset}: {n_params:,} parameters on {where} | {self.config.data} "
-            f"({len(self.train_data):,} train bytes) | {self.total_steps} steps x {self.tokens_per_step:,} tokens "
-            f"= {epochs:.2f} epochs | {start} | run dir {self.run_dir}"
+            f"{self.config.preset}: {counts['total']:,} parameters ({parts}) on {where}\n"
+            f"{self.config.data} ({len(self.train_data):,} train bytes) | {self.total_steps} steps x "
+            f"{self.tokens_per_step:,} tokens = {epochs:.2f} epochs | {start} | run dir {self.run_dir}"
         )
 
 

@@ -1,0 +1,143 @@
+"""``fsnlab probe``: run text through a checkpoint and write its synchronization objects to zarr or netCDF."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from fsnlab.probe import DEFAULT_IDENTITY_POSITIONS, ProbeError, ProbeOptions
+from fsnlab.probe.core import load_probe_model, write_probe
+from fsnlab.probe.text import ProbeText, as_probe_text, text_from_corpus, text_from_file, window_starts
+from fsnlab.probe.writers import check_output
+
+DESCRIPTION = """\
+Run text through a trained network and write what the paper says the network *is* (spec section 10)
+as named synchronization objects into a self-describing xarray dataset (docs/probe.md):
+
+  per token   input bytes and characters, next-byte loss in bits, phases after the embedding and
+              after every attention and feed-forward step (wrapped to [-pi, pi)), the Kuramoto order
+              parameter R e^{i psi} of the attended context, the Daido order parameters Z_n of the
+              attended tokens and of their successors, the force, the data's transitions
+  per window  the global order parameter per stage, and the delay = Kuramoto-Sakaguchi identity
+              evaluated on this run in float64 (its residual, a zero-frustration control, and the
+              network's delay force against an explicit per-edge sum)
+  weights     kernel coefficients c, d, Sakaguchi angles, signed Daido amplitudes, the coupling
+              function Gamma on a grid, step sizes, temperatures (FSN-MF: mode phases, mode selection)
+
+The output format follows the extension: .zarr (streamed batch by batch, any length) or .nc
+(netCDF-4 via h5netcdf, also appended batch by batch). Text longer than the model's context needs
+--stride: windows of the context length start every S bytes (the last one aligned to the end).
+Transformer checkpoints get loss, characters, residual-stream norms and attention top-k only.
+The checkpoint is loaded weights-only (never unpickled)."""
+
+EPILOG = """\
+examples:
+  fsnlab probe runs/demo --text "In the beginning God created" --out p.zarr
+  fsnlab probe runs/demo --text-file notes.txt --stride 512 --out p.nc --attention
+  fsnlab probe runs/demo/best.pt --data embedded --split val --start 0 --length 100000 \\
+               --stride 512 --out val.zarr --overwrite"""
+
+
+def _identity_positions(value: str) -> int | None:
+    if value == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer or 'all', got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer or 'all', got {value!r}")
+    return n
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``probe`` subcommand."""
+    d = ProbeOptions()
+    p = subparsers.add_parser(
+        "probe",
+        help="write a checkpoint's phases, order parameters and kernel on a text to zarr/netCDF",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or run directory (its checkpoint.pt)")
+    source = p.add_argument_group("text (exactly one)")
+    src = source.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", metavar="TEXT", help="probe this text (encoded as UTF-8)")
+    src.add_argument("--text-file", metavar="PATH", help="probe the bytes of this file")
+    src.add_argument("--data", metavar="SPEC", help="probe a slice of a corpus: embedded, enwik8:PATH, code, code:DIR, text:PATH")
+    source.add_argument("--split", choices=("train", "val", "test"), help="corpus split for --data (default: val)")
+    source.add_argument("--start", type=int, metavar="N", help="first byte of the slice within the split (default: 0)")
+    source.add_argument("--length", type=int, metavar="L", help="bytes in the slice (default: the model's context length)")
+    p.add_argument("--out", required=True, metavar="PATH", help="output dataset: PATH.zarr or PATH.nc")
+    p.add_argument("--stride", type=int, metavar="S", help="window stride for text longer than the context (required then; S <= context)")
+    p.add_argument("--attention", action="store_true", help="also store the top-k coupling weights per query (values and key indices; never a dense T x T)")
+    p.add_argument("--top-k", type=int, default=d.top_k, metavar="K", help=f"k for --attention and FSN-MF mode selection (default: {d.top_k})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, metavar="B", help=f"windows per forward pass and per appended batch (default: {d.batch_size})")
+    p.add_argument(
+        "--identity-positions", type=_identity_positions, default=DEFAULT_IDENTITY_POSITIONS, metavar="P",
+        help=f"check the delay identity on the first P queries of every window; 0 skips it, 'all' checks every query "
+        f"(cost grows as P^2; default: {DEFAULT_IDENTITY_POSITIONS})",
+    )
+    p.add_argument("--grid-size", type=int, default=d.grid_size, metavar="G", help=f"points of the coupling-function grid over [-pi, pi) (default: {d.grid_size})")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_probe)
+
+
+def _text(args: argparse.Namespace, context: int) -> ProbeText:
+    if args.data is None:
+        for flag in ("split", "start", "length"):
+            if getattr(args, flag) is not None:
+                raise ProbeError(f"--{flag} goes with --data")
+        if args.text is not None:
+            return as_probe_text(args.text)
+        return text_from_file(args.text_file)
+    length = args.length if args.length is not None else context
+    return text_from_corpus(args.data, args.split or "val", args.start or 0, length)
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    options = ProbeOptions(
+        stride=args.stride,
+        attention=args.attention,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        identity_positions=args.identity_positions,
+        grid_size=args.grid_size,
+    ).validate()
+    check_output(Path(args.out).expanduser(), args.overwrite)
+    if args.text is not None and not args.text:
+        raise ProbeError("the text to probe is empty")
+    model, provenance = load_probe_model(args.checkpoint)
+    cfg = model.config
+    text = _text(args, cfg.context_length)
+    starts = window_starts(text.length, cfg.context_length, options.stride)  # a clear error before any work
+    if cfg.family == "transformer":
+        print(
+            "fsnlab probe: note: transformer checkpoint: phase, order-parameter and kernel quantities do not apply; "
+            "writing loss, characters, residual-stream norms" + (" and attention top-k" if options.attention else ""),
+            file=sys.stderr,
+        )
+    path = write_probe(
+        model, text, args.out, options, overwrite=args.overwrite, progress=not args.quiet,
+        provenance=provenance, history=_command(args),
+    )
+    window = min(text.length, cfg.context_length)
+    print(f"probe: {len(starts)} window(s) of {window} bytes ({text.length:,} bytes) -> {path}")
+    return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line, rebuilt from the parsed options (for the ``history`` attribute)."""
+    words = ["fsnlab", "probe", args.checkpoint]
+    for name in ("text", "text_file", "data", "split", "start", "length", "out", "stride", "top_k", "batch_size", "grid_size"):
+        value = getattr(args, name)
+        if value is not None:
+            words += ["--" + name.replace("_", "-"), str(value)]
+    ip = args.identity_positions
+    words += ["--identity-positions", "all" if ip is None else str(ip)]
+    words += [f"--{flag}" for flag in ("attention", "overwrite", "quiet") if getattr(args, flag)]
+    return " ".join(shlex.quote(w) for w in words)

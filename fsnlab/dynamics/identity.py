@@ -1,0 +1,471 @@
+"""Verify the delay identity (spec §4) on a real model and real text.
+
+The FSN's delay term couples token ``t`` to the successor ``u+1`` of every token ``u`` it attends to.
+Spec §4 shows by algebra that this equals Kuramoto-Sakaguchi coupling to ``u`` itself, with the
+frustration angle set by the data's transition ``Delta_u = theta_{u+1} - theta_u``::
+
+    sum_{u<t} W_{t,u} Im(d_n e^{i n (theta_{u+1} - theta_t)})
+        = sum_{u<t} W_{t,u} |d_n| sin(n (theta_u - theta_t) - alpha_{u,n}),   alpha_{u,n} = -(n Delta_u + arg d_n).
+
+For every layer with a delay term and every harmonic ``n`` we evaluate, on the layer's real input
+phases and real attention weights:
+
+* **(a) order parameter**: ``Im(e^{-i n theta_t} d_n Z1_{t,n})`` with ``Z1`` from ``hook_Z1``, i.e. as the
+  network computes it, through the fused interleaved-key attention call (no per-edge sum anywhere);
+* **(a') successor**: :func:`fsnlab.models.kernel.successor_coupling`, the explicit per-edge sum over
+  successors;
+* **(b) Sakaguchi**: :func:`fsnlab.models.kernel.sakaguchi_coupling` to the attended tokens themselves,
+  with ``alpha = delay_frustration(transitions(theta), d_n, n)``.
+
+Comparisons ``b - a``, ``b - a'`` and ``a' - a`` are reported as max/RMS absolute and relative
+residuals (relative = residual statistic / the same statistic of side (a)), in float64 (the model
+cast with ``.double()``) and in the model's own dtype. **Controls** repeat ``b - a`` with a wrong
+frustration angle: transitions shuffled across positions, zero transitions (``alpha = -arg d``, the
+static part only) and ``alpha = 0``. They must give large residuals; if one does not, the check is
+vacuous on this input and verification fails.
+
+Delay weights ``W`` per head from the dense softmax ``A`` (``hook_attn``), by ``delay_mask`` (OQ-8):
+
+* ``shared_zero_diag``: ``W = A`` strictly below the diagonal (shared normalisation);
+* ``separate_strict``: the strictly-lower part renormalised per row (its own softmax over ``u < t``;
+  row 0 is empty);
+* ``shared_self``: as ``shared_zero_diag`` plus a diagonal term ``A_tt Im(d_n)``: the token is its own
+  successor there, i.e. a transition ``Delta = 0`` (both explicit sides add it; ``Z1`` contains it).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from fsnlab.errors import FsnlabError
+from fsnlab.models import capture
+from fsnlab.models.kernel import (
+    SIGN_CONVENTION,
+    complex_mul,
+    delay_frustration,
+    harmonic_features,
+    sakaguchi_coupling,
+    successor_coupling,
+    tangent_projection,
+    transitions,
+)
+
+IDENTITY_COMPARISONS = ("sakaguchi-order_parameter", "sakaguchi-successor", "successor-order_parameter")
+CONTROL_COMPARISONS = ("control:shuffled_transitions", "control:zero_transitions", "control:zero_angle")
+COMPARISONS = IDENTITY_COMPARISONS + CONTROL_COMPARISONS
+STATISTICS = ("max_abs", "rms_abs", "max_rel", "rms_rel")
+
+
+class IdentityError(FsnlabError):
+    """The identity cannot be checked on this model or input (no delay term, too little text)."""
+
+
+def require_delay_model(model: torch.nn.Module, name: str = "model") -> None:
+    """Raise :class:`IdentityError` (one line) unless ``model`` is an FSN with a delay kernel."""
+    config = getattr(model, "config", None)
+    family = getattr(config, "family", None)
+    if family != "fsn":
+        raise IdentityError(f"{name} is a {family or type(model).__name__} model: the delay identity (spec §4) needs an FSN with kernel '+delay' or 'full'")
+    if not config.kernel_spec.delay:
+        raise IdentityError(f"{name} has kernel {config.kernel!r}, which has no delay term: the delay identity (spec §4) needs kernel '+delay' or 'full'")
+
+
+# -- pieces ------------------------------------------------------------------------------------
+
+
+def delay_weights(attn: torch.Tensor, delay_mask: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The delay term's weights from the dense softmax ``A (..., T, T)`` (see the module docstring).
+
+    Returns ``(W, diag)``: ``W (..., T, T)`` zero on and above the diagonal, and for
+    ``shared_self`` the diagonal weights ``A_tt (..., T)`` (None otherwise).
+    """
+    strict = torch.tril(attn, diagonal=-1)
+    if delay_mask == "shared_zero_diag":
+        return strict, None
+    if delay_mask == "shared_self":
+        return strict, torch.diagonal(attn, dim1=-2, dim2=-1)
+    if delay_mask == "separate_strict":
+        total = strict.sum(-1, keepdim=True)
+        return torch.where(total > 0, strict / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(strict)), None
+    raise IdentityError(f"unknown delay_mask {delay_mask!r}")
+
+
+def order_parameter_side(theta: torch.Tensor, z1: torch.Tensor, d: torch.Tensor, n: int) -> torch.Tensor:
+    """Side (a): ``Im(e^{-i n theta_t} d_n Z1_{t,n})`` via :func:`~fsnlab.models.kernel.tangent_projection`.
+
+    ``theta (..., T, D)``, ``z1 (..., T, D)`` complex (harmonic n), ``d (D,)`` complex.
+    """
+    cos_n, sin_n = harmonic_features(theta, n)
+    cos_n, sin_n = cos_n[..., n - 1 : n], sin_n[..., n - 1 : n]
+    w = complex_mul((d.real, d.imag), (z1.real, z1.imag))
+    return tangent_projection(cos_n, sin_n, (w[0].unsqueeze(-1), w[1].unsqueeze(-1)))
+
+
+def self_successor_term(diag: torch.Tensor, d: torch.Tensor, n: int, sakaguchi: bool) -> torch.Tensor:
+    """``shared_self`` diagonal: ``A_tt Im(d_n)`` (successor form) or ``A_tt |d| sin(-alpha)`` with
+    ``alpha = delay_frustration(0, d, n)`` (Sakaguchi form). ``diag (..., T)`` -> ``(..., T, D)``."""
+    if sakaguchi:
+        alpha = delay_frustration(torch.zeros_like(d.real), d, n)
+        per = torch.abs(d) * torch.sin(-alpha)
+    else:
+        per = torch.abs(d) * torch.sin(torch.angle(d))
+    return diag.unsqueeze(-1) * per
+
+
+def shuffled_positions(T: int, generator: torch.Generator) -> torch.Tensor:
+    """A permutation of positions ``0..T-2`` (the ones with a transition) with no fixed point, ``T-1`` kept."""
+    m = T - 1
+    if m < 2:
+        return torch.arange(T)
+    perm = torch.randperm(m, generator=generator)
+    fixed = perm == torch.arange(m)
+    if fixed.any():  # rotate the fixed points among themselves (or with a neighbour) to remove them
+        idx = torch.nonzero(fixed).flatten()
+        if idx.numel() == 1:
+            j = (idx[0] + 1) % m
+            perm[idx[0]], perm[j] = perm[j].clone(), perm[idx[0]].clone()
+        else:
+            perm[idx] = perm[idx.roll(1)]
+    return torch.cat([perm, torch.tensor([T - 1])])
+
+
+def layer_sides(
+    theta: torch.Tensor,
+    attn: torch.Tensor,
+    z1: torch.Tensor,
+    d: torch.Tensor,
+    n: int,
+    delay_mask: str,
+    n_head: int,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """All sides for one layer and harmonic: ``theta (B, T, D)``, ``attn (B, H, T, T)``, ``z1 (B, T, D)``
+    complex (harmonic n), ``d (D,)`` complex. Returns ``(B, T, D)`` tensors named ``order_parameter``,
+    ``successor``, ``sakaguchi`` and one per control."""
+    B, T, D = theta.shape
+    Dh = D // n_head
+    W, diag = delay_weights(attn, delay_mask)
+    perm = shuffled_positions(T, generator)
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in ("successor", "sakaguchi", "shuffled", "zero_transitions", "zero_angle")}
+    for h in range(n_head):
+        sl = slice(h * Dh, (h + 1) * Dh)
+        th, w, dh = theta[..., sl], W[:, h], d[sl]
+        strength = torch.abs(dh)
+        delta = transitions(th)
+        alpha = delay_frustration(delta, dh, n)
+        parts = {
+            "successor": successor_coupling(th, w, dh, n),
+            "sakaguchi": sakaguchi_coupling(th, w, alpha, strength, n),
+            "shuffled": sakaguchi_coupling(th, w, delay_frustration(delta[:, perm], dh, n), strength, n),
+            "zero_transitions": sakaguchi_coupling(th, w, delay_frustration(torch.zeros_like(delta), dh, n), strength, n),
+            "zero_angle": sakaguchi_coupling(th, w, torch.zeros_like(alpha), strength, n),
+        }
+        if diag is not None:
+            dg = diag[:, h]
+            for key in parts:
+                if key == "zero_angle":  # alpha = 0 at the diagonal too: |d| sin(0) = 0
+                    continue
+                parts[key] = parts[key] + self_successor_term(dg, dh, n, sakaguchi=key != "successor")
+        for key, val in parts.items():
+            out[key].append(val)
+    sides = {key: torch.cat(vals, -1) for key, vals in out.items()}
+    sides["order_parameter"] = order_parameter_side(theta, z1, d, n)
+    return sides
+
+
+def residual_stats(residual: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
+    """Max/RMS absolute residual and the same relative to side (a)'s max/RMS."""
+    r = residual.abs().double()
+    ref = reference.abs().double()
+    max_abs, rms_abs = float(r.max()), float(r.pow(2).mean().sqrt())
+    ref_max, ref_rms = float(ref.max()), float(ref.pow(2).mean().sqrt())
+    return {
+        "max_abs": max_abs,
+        "rms_abs": rms_abs,
+        "max_rel": max_abs / ref_max if ref_max > 0 else math.inf if max_abs > 0 else 0.0,
+        "rms_rel": rms_abs / ref_rms if ref_rms > 0 else math.inf if rms_abs > 0 else 0.0,
+    }
+
+
+# -- running the model -------------------------------------------------------------------------
+
+
+def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def _dense_attention(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Causal softmax ``A (B, H, T, T)`` in the inputs' dtype (the hook builds it in float32)."""
+    T = q.shape[2]
+    scores = q @ k.transpose(-1, -2)
+    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    return scores.masked_fill(~mask, float("-inf")).softmax(-1)
+
+
+def _order_parameters(layer: torch.nn.Module, theta: torch.Tensor) -> torch.Tensor:
+    """``Z1 (B, T, D, N)`` through the layer's own probe path (``delay_attention(..., separate=True)``,
+    the fused interleaved-key call) in ``theta``'s dtype; used when ``hook_Z1`` arrives in a lower precision."""
+    from fsnlab.models.attention import delay_attention
+    from fsnlab.models.fsn import merge_heads, shift_to_successor, split_heads
+
+    cfg = layer.config
+    H, D, N = cfg.n_head, cfg.d_phase, layer.spec.n_harmonics
+    q, k = layer.queries_keys(theta)
+    cos_n, sin_n = harmonic_features(theta, N)
+    harmonics = torch.stack([cos_n, sin_n], -1)
+    e = split_heads(harmonics, H)
+    succ = split_heads(shift_to_successor(harmonics), H)
+    _, z1 = delay_attention(q, k, e, succ, e, cfg.delay_mask, separate=True)
+    z1 = merge_heads(z1, D).unflatten(-1, (-1, 2))
+    return torch.complex(z1[..., 0], z1[..., 1])
+
+
+def capture_layers(model: torch.nn.Module, ids: torch.Tensor, dtype: torch.dtype) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Run a copy of ``model`` in ``dtype`` on ``ids (B, T)`` and collect, per layer, the input phases,
+    the dense attention, ``Z1`` and the delay coefficients ``d (D, N)`` (complex, that dtype).
+
+    Hooks that arrive in a lower precision than ``dtype`` (the model's probe hooks cast to float32)
+    are recomputed in ``dtype`` by the layer's own probe path; ``sources`` says which was used.
+    """
+    m = copy.deepcopy(model).to(dtype).eval()
+    n_layer = len(m.blocks)
+    names = [f"blocks.{i}.attn.{h}" for i in range(n_layer) for h in ("hook_theta_in", "hook_Z1", "hook_attn")]
+    # FSN.forward casts the embedding to float32; keep it in `dtype` so the whole stack runs there.
+    handle = m.hook_embed.register_forward_hook(lambda _mod, _inp, out: out.to(dtype))
+    try:
+        with torch.no_grad(), capture(m, names) as cache:
+            m(ids)
+    finally:
+        handle.remove()
+    sources = {"theta": "hook_theta_in", "Z1": "hook_Z1", "attn": "hook_attn"}
+    layers = []
+    cdtype = _complex_dtype(dtype)
+    with torch.no_grad():
+        for i in range(n_layer):
+            layer = m.blocks[i].attn
+            theta = cache[f"blocks.{i}.attn.hook_theta_in"]
+            if theta.dtype != dtype:
+                raise IdentityError(f"layer {i} ran in {theta.dtype}, not {dtype}")
+            z1 = cache[f"blocks.{i}.attn.hook_Z1"]
+            if z1.dtype != cdtype:
+                sources["Z1"] = f"recomputed in {dtype} by delay_attention (hook_Z1 is {z1.dtype})"
+                z1 = _order_parameters(layer, theta)
+            attn = cache[f"blocks.{i}.attn.hook_attn"]
+            if attn.dtype != dtype:
+                sources["attn"] = f"recomputed in {dtype} from queries_keys (hook_attn is {attn.dtype})"
+                attn = _dense_attention(*layer.queries_keys(theta))
+            _, d_pair = layer.coordinate_coefficients()
+            d = torch.complex(d_pair[0].detach().to(dtype), d_pair[1].detach().to(dtype))
+            layers.append({"theta": theta, "attn": attn, "z1": z1, "d": d})
+    return layers, sources
+
+
+# -- the driver --------------------------------------------------------------------------------
+
+
+def verify_identity(
+    model: torch.nn.Module,
+    ids: torch.Tensor | Sequence[int],
+    tolerance: float = 1e-10,
+    control_margin: float = 1e3,
+    seed: int = 0,
+    model_dtype: torch.dtype | None = None,
+) -> Any:
+    """Check the delay identity on every layer and harmonic of ``model`` for the byte ids ``(B, T)``.
+
+    Returns an ``xarray.Dataset`` with variables ``max_abs``, ``rms_abs``, ``max_rel``, ``rms_rel`` over
+    ``(precision, layer, harmonic, comparison)``, ``term_rms``/``term_max`` (the size of the delay term,
+    side a), ``d_abs``/``d_arg`` over ``(layer, head, harmonic)``; attrs ``passed`` (1/0: every float64
+    identity residual <= ``tolerance``), ``controls_discriminate`` (1/0: every float64 control residual
+    > ``control_margin * tolerance``), ``failures`` (one line each) and provenance.
+    """
+    import xarray as xr
+
+    require_delay_model(model)
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    if ids.ndim == 1:
+        ids = ids[None]
+    if ids.shape[-1] < 3:
+        raise IdentityError(f"need at least 3 tokens per window to check the identity, got {ids.shape[-1]}")
+    cfg = model.config
+    model_dtype = model_dtype or next(model.parameters()).dtype
+    precisions = {"float64": torch.float64}
+    if model_dtype != torch.float64:
+        precisions[str(model_dtype).replace("torch.", "")] = model_dtype
+    n_layer, N, H = cfg.n_layer, cfg.kernel_spec.n_harmonics, cfg.n_head
+    stats = np.full((len(precisions), n_layer, N, len(COMPARISONS), len(STATISTICS)), np.nan)
+    term = np.full((len(precisions), n_layer, N, 2), np.nan)
+    d_abs = np.zeros((n_layer, H, N))
+    d_arg = np.zeros((n_layer, H, N))
+    sources = {}
+    for p, (pname, dtype) in enumerate(precisions.items()):
+        layers, sources[pname] = capture_layers(model, ids, dtype)
+        for i, lay in enumerate(layers):
+            if p == 0:
+                dd = lay["d"].reshape(H, cfg.head_dim, N).cpu()  # one per head (the mean over its coordinates if per-coordinate)
+                d_abs[i], d_arg[i] = dd.abs().mean(1).numpy(), (dd / dd.abs().clamp_min(1e-300)).mean(1).angle().numpy()
+            for n in range(1, N + 1):
+                gen = torch.Generator().manual_seed(seed + 1000 * i + n)
+                sides = layer_sides(lay["theta"], lay["attn"], lay["z1"][..., n - 1], lay["d"][:, n - 1], n, cfg.delay_mask, H, gen)
+                a, a_edge, b = sides["order_parameter"], sides["successor"], sides["sakaguchi"]
+                pairs = {
+                    "sakaguchi-order_parameter": b - a,
+                    "sakaguchi-successor": b - a_edge,
+                    "successor-order_parameter": a_edge - a,
+                    "control:shuffled_transitions": sides["shuffled"] - a,
+                    "control:zero_transitions": sides["zero_transitions"] - a,
+                    "control:zero_angle": sides["zero_angle"] - a,
+                }
+                for c, name in enumerate(COMPARISONS):
+                    s = residual_stats(pairs[name], a)
+                    stats[p, i, n - 1, c] = [s[k] for k in STATISTICS]
+                term[p, i, n - 1] = [float(a.abs().double().pow(2).mean().sqrt()), float(a.abs().max())]
+    coords = {
+        "precision": list(precisions),
+        "layer": np.arange(n_layer),
+        "harmonic": np.arange(1, N + 1),
+        "comparison": list(COMPARISONS),
+        "head": np.arange(H),
+    }
+    dims = ("precision", "layer", "harmonic", "comparison")
+    long = {"max_abs": "max |residual|", "rms_abs": "RMS residual",
+            "max_rel": "max |residual| / max |delay term|", "rms_rel": "RMS residual / RMS delay term"}
+    data = {k: (dims, stats[..., j], {"units": "1" if "rel" in k else "rad per unit step", "long_name": long[k]}) for j, k in enumerate(STATISTICS)}
+    data["term_rms"] = (("precision", "layer", "harmonic"), term[..., 0], {"units": "rad per unit step", "long_name": "RMS of the delay term Im(e^{-in theta} d_n Z1_n)"})
+    data["term_max"] = (("precision", "layer", "harmonic"), term[..., 1], {"units": "rad per unit step", "long_name": "max |delay term|"})
+    data["d_abs"] = (("layer", "head", "harmonic"), d_abs, {"units": "1", "long_name": "|d_{h,n}| (delay coupling strength)"})
+    data["d_arg"] = (("layer", "head", "harmonic"), d_arg, {"units": "rad", "long_name": "arg d_{h,n}"})
+    ds = xr.Dataset(data, coords=coords)
+    failures = _failures(ds, tolerance, control_margin)
+    ds.attrs.update({
+        "title": "FSN delay identity (spec §4): successor coupling = Kuramoto-Sakaguchi coupling with data-given frustration",
+        "sign_convention": SIGN_CONVENTION,
+        "frustration": "alpha_{u,n} = -(n Delta_u + arg d_n), Delta_u = theta_{u+1} - theta_u",
+        "tolerance": float(tolerance),
+        "control_margin": float(control_margin),
+        "control_threshold": float(tolerance * control_margin),
+        "passed": int(not any(f.startswith("identity") for f in failures)),
+        "controls_discriminate": int(not any(f.startswith("control") for f in failures)),
+        "failures": "\n".join(failures),
+        "delay_mask": cfg.delay_mask,
+        "kernel": cfg.kernel,
+        "n_windows": int(ids.shape[0]),
+        "window_length": int(ids.shape[1]),
+        "seed": int(seed),
+        **{f"source_{p}_{k}": v for p, src in sources.items() for k, v in src.items()},
+    })
+    return ds
+
+
+def _failures(ds: Any, tolerance: float, control_margin: float) -> list[str]:
+    """One line per float64 identity residual above ``tolerance`` and per control that does not fail."""
+    out = []
+    f64 = ds.sel(precision="float64")
+    for i in ds.layer.values:
+        for n in ds.harmonic.values:
+            for comp in IDENTITY_COMPARISONS:
+                v = float(f64.max_abs.sel(layer=i, harmonic=n, comparison=comp))
+                if not v <= tolerance:
+                    out.append(f"identity: layer {i} harmonic {n} {comp}: max |residual| {v:.3e} > tolerance {tolerance:.1e}")
+            for comp in CONTROL_COMPARISONS:
+                v = float(f64.max_abs.sel(layer=i, harmonic=n, comparison=comp))
+                if not v > tolerance * control_margin:
+                    out.append(f"control: layer {i} harmonic {n} {comp}: max |residual| {v:.3e} is not above "
+                               f"{tolerance * control_margin:.1e}: the wrong frustration angle is not detected, so the check is vacuous here")
+    return out
+
+
+# -- reporting ---------------------------------------------------------------------------------
+
+
+def identity_summary(ds: Any) -> dict[str, Any]:
+    """A JSON-ready dict of :func:`verify_identity`'s result: flags, attrs and one row per
+    (precision, layer, harmonic, comparison)."""
+    rows = []
+    for p in ds.precision.values:
+        for i in ds.layer.values:
+            for n in ds.harmonic.values:
+                for comp in ds.comparison.values:
+                    sel = ds.sel(precision=p, layer=i, harmonic=n, comparison=comp)
+                    rows.append({"precision": str(p), "layer": int(i), "harmonic": int(n), "comparison": str(comp),
+                                 **{k: _num(sel[k]) for k in STATISTICS}})
+    terms = [{"precision": str(p), "layer": int(i), "harmonic": int(n),
+              "term_rms": _num(ds.term_rms.sel(precision=p, layer=i, harmonic=n)),
+              "term_max": _num(ds.term_max.sel(precision=p, layer=i, harmonic=n))}
+             for p in ds.precision.values for i in ds.layer.values for n in ds.harmonic.values]
+    attrs = {k: v for k, v in ds.attrs.items() if k not in ("passed", "controls_discriminate", "failures")}
+    return {
+        "passed": bool(ds.attrs["passed"]) and bool(ds.attrs["controls_discriminate"]),
+        "identity_passed": bool(ds.attrs["passed"]),
+        "controls_discriminate": bool(ds.attrs["controls_discriminate"]),
+        "failures": [f for f in ds.attrs["failures"].split("\n") if f],
+        "max_float64_identity_residual": _num(ds.max_abs.sel(precision="float64", comparison=list(IDENTITY_COMPARISONS)).max()),
+        "min_float64_control_residual": _num(ds.max_abs.sel(precision="float64", comparison=list(CONTROL_COMPARISONS)).min()),
+        "attrs": attrs,
+        "delay_term": terms,
+        "residuals": rows,
+    }
+
+
+def _num(x: Any) -> float | None:
+    v = float(x)
+    return None if math.isnan(v) else v
+
+
+def format_identity_table(ds: Any, max_failures: int = 8) -> str:
+    """A readable report: identity residuals per layer and harmonic, the controls, and a verdict."""
+    precs = [str(p) for p in ds.precision.values]
+    low = [p for p in precs if p != "float64"]
+    lines = []
+    cols = ("|a| rms", "b-a max", "b-a rms", "rel", "b-a' max", "a'-a max")
+    head = f"{'layer':>5} {'n':>2} {cols[0]:>9}  {cols[1]:>9} {cols[2]:>9} {cols[3]:>8}  {cols[4]:>9} {cols[5]:>9}"
+    if low:
+        head += f"  {low[0] + ' b-a':>12} {'rel':>8}"
+    lines.append("identity residuals (float64 unless noted); a = order parameter (hook_Z1), a' = successor sum, b = Sakaguchi form")
+    lines.append(head)
+    for i in ds.layer.values:
+        for n in ds.harmonic.values:
+            s = ds.sel(layer=i, harmonic=n)
+            f = s.sel(precision="float64")
+            row = (f"{int(i):>5} {int(n):>2} {float(f.term_rms):>9.3e}  "
+                   f"{float(f.max_abs.sel(comparison='sakaguchi-order_parameter')):>9.2e} "
+                   f"{float(f.rms_abs.sel(comparison='sakaguchi-order_parameter')):>9.2e} "
+                   f"{float(f.max_rel.sel(comparison='sakaguchi-order_parameter')):>8.1e}  "
+                   f"{float(f.max_abs.sel(comparison='sakaguchi-successor')):>9.2e} "
+                   f"{float(f.max_abs.sel(comparison='successor-order_parameter')):>9.2e}")
+            if low:
+                m = s.sel(precision=low[0], comparison="sakaguchi-order_parameter")
+                row += f"  {float(m.max_abs):>12.2e} {float(m.max_rel):>8.1e}"
+            lines.append(row)
+    lines.append("")
+    lines.append("controls (float64, b - a with a wrong frustration angle; each must be large): max |residual| (relative)")
+    lines.append(f"{'layer':>5} {'n':>2}  {'shuffled transitions':>22} {'zero transitions':>22} {'alpha = 0':>22}")
+    for i in ds.layer.values:
+        for n in ds.harmonic.values:
+            f = ds.sel(precision="float64", layer=i, harmonic=n)
+            cells = [f"{float(f.max_abs.sel(comparison=c)):.2e} ({float(f.max_rel.sel(comparison=c)):.2f})" for c in CONTROL_COMPARISONS]
+            lines.append(f"{int(i):>5} {int(n):>2}  " + " ".join(f"{c:>22}" for c in cells))
+    lines.append("")
+    summary = identity_summary(ds)
+    tol, thr = ds.attrs["tolerance"], ds.attrs["control_threshold"]
+    worst = summary["max_float64_identity_residual"]
+    weakest = summary["min_float64_control_residual"]
+    if summary["identity_passed"]:
+        lines.append(f"identity: PASS, largest float64 residual {worst:.2e} <= tolerance {tol:.1e}")
+    else:
+        lines.append(f"identity: FAIL, largest float64 residual {worst:.2e} > tolerance {tol:.1e}")
+    if summary["controls_discriminate"]:
+        lines.append(f"controls: PASS, every wrong frustration angle misses by >= {weakest:.2e} (threshold {thr:.1e})")
+    else:
+        lines.append(f"controls: FAIL, a wrong frustration angle gives {weakest:.2e} <= {thr:.1e}: THE CHECK IS VACUOUS ON THIS INPUT")
+    shown = summary["failures"][:max_failures]
+    for f in shown:
+        lines.append(f"  {f}")
+    if len(summary["failures"]) > len(shown):
+        lines.append(f"  ... and {len(summary['failures']) - len(shown)} more (--json lists all)")
+    return "\n".join(lines)

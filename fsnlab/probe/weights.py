@@ -1,0 +1,131 @@
+"""Quantities read from the weights alone (spec §10): the coupling kernel as named synchronization
+objects, the coupling function on a grid, step sizes, temperatures, and FSN-MF's modes.
+
+Each kernel part is read through the layer and :mod:`fsnlab.models.kernel`:
+``FSNAttention.kernel.complex_coefficients()`` gives ``c, d``; ``sakaguchi_angle`` and
+``daido_amplitude`` give the canonical ``c = K e^{-i alpha}``; ``coupling_function`` gives
+``Gamma(phi) = sum_n Im(c_n e^{in phi})`` (and ``Gamma+`` from ``d``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import xarray as xr
+
+from fsnlab.models.kernel import coupling_function, daido_amplitude, sakaguchi_angle
+from fsnlab.probe.schema import wrap_phase
+
+
+def phase_grid(size: int) -> np.ndarray:
+    """``size`` points ``-pi + 2 pi j / size``: a uniform grid over [-pi, pi) (float64)."""
+    return -math.pi + 2 * math.pi * np.arange(size, dtype=np.float64) / size
+
+
+def stage_names(n_layer: int, ffn_kind: str) -> tuple[list[str], list[int], list[str]]:
+    """Stage names, their block index (-1 for embed) and kind, in forward order."""
+    names, layers, kinds = ["embed"], [-1], ["embed"]
+    for i in range(n_layer):
+        names += [f"blocks.{i}.attn", f"blocks.{i}.ffn"]
+        layers += [i, i]
+        kinds += ["attn", ffn_kind]
+    return names, layers, kinds
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()
+
+
+@torch.no_grad()
+def fsn_weight_variables(model: torch.nn.Module, grid_size: int) -> dict[str, Any]:
+    """Static variables of an FSN / FSN-MF model: name -> (dims, data)."""
+    cfg = model.config
+    blocks = list(model.blocks)
+    group_dim = "head" if cfg.kernel_sharing == "head" else "osc"
+    coeffs = []
+    for block in blocks:
+        c, d = block.attn.kernel.complex_coefficients()
+        coeffs.append(torch.stack([c, d]) if d is not None else c[None])
+    coef = torch.stack(coeffs)  # (L, delay, groups, N) complex64
+    grid = torch.from_numpy(phase_grid(grid_size))
+    kernel_dims = ("layer", "delay", group_dim, "harmonic")
+    out: dict[str, Any] = {
+        "kernel_real": (kernel_dims, _np(coef.real).astype(np.float32)),
+        "kernel_imag": (kernel_dims, _np(coef.imag).astype(np.float32)),
+        "sakaguchi_alpha": (kernel_dims, _np(sakaguchi_angle(coef)).astype(np.float32)),
+        "daido_K": (kernel_dims, _np(daido_amplitude(coef)).astype(np.float32)),
+        "coupling_function": (("layer", "delay", group_dim, "grid"), _np(coupling_function(coef.to(torch.complex128), grid))),
+        "step_size": (("layer", "osc"), np.stack([_np(b.attn.step_size()) for b in blocks]).astype(np.float32)),
+        "temperature": (("layer", "head"), np.stack([_np(b.attn.temperature()) for b in blocks]).astype(np.float32)),
+        "rope_frequency": (("osc",), _np(blocks[0].attn.rope_omega).astype(np.float32)),
+    }
+    if cfg.gate == "static":
+        # the layer's own parameterisation g = softplus(gate_raw) (FSNAttention.queries_keys)
+        out["gate"] = (("layer", "osc"), np.stack([_np(F.softplus(b.attn.gate_raw)) for b in blocks]).astype(np.float32))
+    if cfg.natural_frequency:
+        out["natural_frequency"] = (("layer", "osc"), np.stack([_np(b.attn.natural_frequency) for b in blocks]).astype(np.float32))
+    if cfg.ffn == "mean_field":
+        out.update(_mode_variables(blocks, cfg))
+    return out
+
+
+def _mode_variables(blocks: list, cfg: Any) -> dict[str, Any]:
+    """FSN-MF (spec §5): mode phases, mode step sizes, and the selection/coupling parameters."""
+    ffns = [b.ffn for b in blocks]
+    out: dict[str, Any] = {
+        "mode_phase": (("layer", "mode", "osc"), np.stack([wrap_phase(_np(f.mode_phases)) for f in ffns])),
+        "mode_step_size": (("layer", "osc"), np.stack([_np(f.step_size()) for f in ffns]).astype(np.float32)),
+    }
+    if cfg.mf_select == "softmax":
+        out["mode_temperature"] = (("layer", "head"), np.stack([_np(f.log_beta.exp()) for f in ffns]).astype(np.float32))
+        out["mode_gate"] = (("layer", "osc"), np.stack([_np(F.softplus(f.gate_raw)) for f in ffns]).astype(np.float32))
+        out["mode_kappa_real"] = (("layer", "head", "mode_harmonic"), np.stack([_np(f.kappa_re) for f in ffns]).astype(np.float32))
+        out["mode_kappa_imag"] = (("layer", "head", "mode_harmonic"), np.stack([_np(f.kappa_im) for f in ffns]).astype(np.float32))
+    else:
+        out["mode_weight_real"] = (("layer", "mode"), np.stack([_np(f.mode_weight_re) for f in ffns]).astype(np.float32))
+        out["mode_weight_imag"] = (("layer", "mode"), np.stack([_np(f.mode_weight_im) for f in ffns]).astype(np.float32))
+    return out
+
+
+def static_coords(model: torch.nn.Module, window: int, grid_size: int, top_k: int | None, mode_top_k: int | None) -> dict[str, Any]:
+    """Index coordinates (and stage/osc labels) that do not depend on the text."""
+    cfg = model.config
+    L, H = cfg.n_layer, cfg.n_head
+    coords: dict[str, Any] = {
+        "layer": ("layer", np.arange(L, dtype=np.int32)),
+        "head": ("head", np.arange(H, dtype=np.int32)),
+        "pos": ("pos", np.arange(window, dtype=np.int32)),
+    }
+    if top_k:
+        coords["k"] = ("k", np.arange(top_k, dtype=np.int32))
+    if cfg.family == "transformer":
+        names, layers, kinds = stage_names(L, "ffn")
+    else:
+        D, N = cfg.d_phase, cfg.kernel_spec.n_harmonics
+        names, layers, kinds = stage_names(L, "modes" if cfg.ffn == "mean_field" else "ffn")
+        coords.update(
+            osc=("osc", np.arange(D, dtype=np.int32)),
+            osc_head=("osc", (np.arange(D) // cfg.head_dim).astype(np.int32)),
+            harmonic=("harmonic", np.arange(1, N + 1, dtype=np.int32)),
+            delay=("delay", np.arange(2 if cfg.kernel_spec.delay else 1, dtype=np.int32)),
+            grid=("grid", phase_grid(grid_size)),
+        )
+        if cfg.ffn == "mean_field":
+            coords["mode"] = ("mode", np.arange(cfg.n_modes, dtype=np.int32))
+            coords["mode_harmonic"] = ("mode_harmonic", np.arange(1, cfg.mf_harmonics + 1, dtype=np.int32))
+            if mode_top_k:
+                coords["mode_k"] = ("mode_k", np.arange(mode_top_k, dtype=np.int32))
+    coords["stage"] = ("stage", np.array(names))
+    coords["stage_layer"] = ("stage", np.array(layers, dtype=np.int32))
+    coords["stage_kind"] = ("stage", np.array(kinds))
+    return coords
+
+
+def static_dataset(model: torch.nn.Module, window: int, grid_size: int, top_k: int | None, mode_top_k: int | None) -> xr.Dataset:
+    """Everything that does not depend on the text: coordinates and (FSN) the weight readings."""
+    data_vars = fsn_weight_variables(model, grid_size) if model.config.family == "fsn" else {}
+    return xr.Dataset(data_vars, coords=static_coords(model, window, grid_size, top_k, mode_top_k))
