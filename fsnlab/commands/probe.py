@@ -6,11 +6,13 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fsnlab.probe import DEFAULT_IDENTITY_POSITIONS, ProbeError, ProbeOptions
-from fsnlab.probe.core import load_probe_model, write_probe
-from fsnlab.probe.text import ProbeText, as_probe_text, text_from_corpus, text_from_file, window_starts
-from fsnlab.probe.writers import check_output
+from fsnlab.probe.errors import ProbeError
+from fsnlab.probe.options import DEFAULT_IDENTITY_POSITIONS, ProbeOptions
+
+if TYPE_CHECKING:
+    from fsnlab.probe.text import ProbeText
 
 DESCRIPTION = """\
 Run text through a trained network and write what the paper says the network *is* (spec section 10)
@@ -87,7 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_probe)
 
 
-def _text(args: argparse.Namespace, context: int) -> ProbeText:
+def _text(args: argparse.Namespace, context: int) -> "ProbeText":
+    from fsnlab.probe.text import as_probe_text, text_from_corpus, text_from_file
+
     if args.data is None:
         for flag in ("split", "start", "length"):
             if getattr(args, flag) is not None:
@@ -100,6 +104,10 @@ def _text(args: argparse.Namespace, context: int) -> ProbeText:
 
 
 def run_probe(args: argparse.Namespace) -> int:
+    from fsnlab.probe.core import load_probe_model, write_probe  # xarray and friends: only when probing
+    from fsnlab.probe.text import window_starts
+    from fsnlab.probe.writers import check_output
+
     options = ProbeOptions(
         stride=args.stride,
         attention=args.attention,

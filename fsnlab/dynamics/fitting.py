@@ -162,7 +162,8 @@ def fit_coupling_function(
         om = om if omega == "individual" else np.full(N, om[0])
     else:
         om = np.asarray(omega, dtype=float)
-    dof = max(A.shape[0] - P - (N if omega == "individual" else 1 if omega == "common" else 0), 1)
+    n_intercepts = 0 if not isinstance(omega, str) else N if omega == "individual" else 1
+    dof = max(A.shape[0] - P - n_intercepts, 1)
     sigma2 = float(resid @ resid) / dof
     cov = sigma2 * np.linalg.pinv(A.T @ A)
     se = np.sqrt(np.clip(np.diag(cov), 0, None))

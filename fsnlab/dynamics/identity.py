@@ -178,20 +178,6 @@ def layer_sides(
     return sides
 
 
-def residual_stats(residual: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
-    """Max/RMS absolute residual and the same relative to side (a)'s max/RMS."""
-    r = residual.abs().double()
-    ref = reference.abs().double()
-    max_abs, rms_abs = float(r.max()), float(r.pow(2).mean().sqrt())
-    ref_max, ref_rms = float(ref.max()), float(ref.pow(2).mean().sqrt())
-    return {
-        "max_abs": max_abs,
-        "rms_abs": rms_abs,
-        "max_rel": max_abs / ref_max if ref_max > 0 else math.inf if max_abs > 0 else 0.0,
-        "rms_rel": rms_abs / ref_rms if ref_rms > 0 else math.inf if rms_abs > 0 else 0.0,
-    }
-
-
 # -- running the model -------------------------------------------------------------------------
 
 
@@ -225,14 +211,23 @@ def _order_parameters(layer: torch.nn.Module, theta: torch.Tensor) -> torch.Tens
     return torch.complex(z1[..., 0], z1[..., 1])
 
 
-def capture_layers(model: torch.nn.Module, ids: torch.Tensor, dtype: torch.dtype) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Run a copy of ``model`` in ``dtype`` on ``ids (B, T)`` and collect, per layer, the input phases,
-    the dense attention, ``Z1`` and the delay coefficients ``d (D, N)`` (complex, that dtype).
+def model_in_dtype(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """A copy of ``model`` in ``dtype`` and eval mode (the caller's model is left as it is)."""
+    return copy.deepcopy(model).to(dtype).eval()
+
+
+def capture_layers(
+    model: torch.nn.Module, ids: torch.Tensor, dtype: torch.dtype, copy_model: bool = True
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Run ``model`` in ``dtype`` (a copy unless ``copy_model=False``, which requires it to be in
+    ``dtype`` already) on ``ids (B, T)`` and collect, per layer, the input phases, the dense
+    attention, ``Z1`` and the delay coefficients ``d (D, N)`` (complex, that dtype).
 
     Hooks that arrive in a lower precision than ``dtype`` (the model's probe hooks cast to float32)
     are recomputed in ``dtype`` by the layer's own probe path; ``sources`` says which was used.
     """
-    m = copy.deepcopy(model).to(dtype).eval()
+    m = model_in_dtype(model, dtype) if copy_model else model
+    ids = ids.to(next(m.parameters()).device)
     n_layer = len(m.blocks)
     names = [f"blocks.{i}.attn.{h}" for i in range(n_layer) for h in ("hook_theta_in", "hook_Z1", "hook_attn")]
     # FSN.forward casts the embedding to float32; keep it in `dtype` so the whole stack runs there.
@@ -275,8 +270,12 @@ def verify_identity(
     control_margin: float = 1e3,
     seed: int = 0,
     model_dtype: torch.dtype | None = None,
+    window_budget: float = 2**24,
 ) -> Any:
     """Check the delay identity on every layer and harmonic of ``model`` for the byte ids ``(B, T)``.
+
+    Windows are processed in chunks of at most ``window_budget / (T^2 D_h)`` (the per-edge sides build
+    ``(B, T, T, D_h)`` tensors), so any amount of text runs in bounded memory.
 
     Returns an ``xarray.Dataset`` with variables ``max_abs``, ``rms_abs``, ``max_rel``, ``rms_rel`` over
     ``(precision, layer, harmonic, comparison)``, ``term_rms``/``term_max`` (the size of the delay term,
@@ -298,33 +297,51 @@ def verify_identity(
     if model_dtype != torch.float64:
         precisions[str(model_dtype).replace("torch.", "")] = model_dtype
     n_layer, N, H = cfg.n_layer, cfg.kernel_spec.n_harmonics, cfg.n_head
-    stats = np.full((len(precisions), n_layer, N, len(COMPARISONS), len(STATISTICS)), np.nan)
-    term = np.full((len(precisions), n_layer, N, 2), np.nan)
+    # accumulated over chunks of windows: max |res|, sum res^2 per comparison; max |a|, sum a^2, count
+    res_max = np.zeros((len(precisions), n_layer, N, len(COMPARISONS)))
+    res_ss = np.zeros_like(res_max)
+    ref_max = np.zeros((len(precisions), n_layer, N))
+    ref_ss = np.zeros_like(ref_max)
+    count = np.zeros_like(ref_max)
     d_abs = np.zeros((n_layer, H, N))
     d_arg = np.zeros((n_layer, H, N))
-    sources = {}
+    sources: dict[str, dict[str, str]] = {}
+    T = ids.shape[1]
+    per_chunk = max(1, int(window_budget // (T * T * cfg.head_dim)))
     for p, (pname, dtype) in enumerate(precisions.items()):
-        layers, sources[pname] = capture_layers(model, ids, dtype)
-        for i, lay in enumerate(layers):
-            if p == 0:
-                dd = lay["d"].reshape(H, cfg.head_dim, N).cpu()  # one per head (the mean over its coordinates if per-coordinate)
-                d_abs[i], d_arg[i] = dd.abs().mean(1).numpy(), (dd / dd.abs().clamp_min(1e-300)).mean(1).angle().numpy()
-            for n in range(1, N + 1):
-                gen = torch.Generator().manual_seed(seed + 1000 * i + n)
-                sides = layer_sides(lay["theta"], lay["attn"], lay["z1"][..., n - 1], lay["d"][:, n - 1], n, cfg.delay_mask, H, gen)
-                a, a_edge, b = sides["order_parameter"], sides["successor"], sides["sakaguchi"]
-                pairs = {
-                    "sakaguchi-order_parameter": b - a,
-                    "sakaguchi-successor": b - a_edge,
-                    "successor-order_parameter": a_edge - a,
-                    "control:shuffled_transitions": sides["shuffled"] - a,
-                    "control:zero_transitions": sides["zero_transitions"] - a,
-                    "control:zero_angle": sides["zero_angle"] - a,
-                }
-                for c, name in enumerate(COMPARISONS):
-                    s = residual_stats(pairs[name], a)
-                    stats[p, i, n - 1, c] = [s[k] for k in STATISTICS]
-                term[p, i, n - 1] = [float(a.abs().double().pow(2).mean().sqrt()), float(a.abs().max())]
+        m = model_in_dtype(model, dtype)
+        for k, start in enumerate(range(0, ids.shape[0], per_chunk)):
+            layers, src = capture_layers(m, ids[start : start + per_chunk], dtype, copy_model=False)
+            sources.setdefault(pname, {}).update(src)
+            for i, lay in enumerate(layers):
+                if p == 0 and k == 0:
+                    dd = lay["d"].reshape(H, cfg.head_dim, N).cpu().to(torch.complex128)  # per head (mean over its coordinates if per-coordinate)
+                    d_abs[i], d_arg[i] = dd.abs().mean(1).numpy(), (dd / dd.abs().clamp_min(1e-300)).mean(1).angle().numpy()
+                for n in range(1, N + 1):
+                    gen = torch.Generator().manual_seed(seed + 1_000_003 * k + 1000 * i + n)
+                    sides = layer_sides(lay["theta"], lay["attn"], lay["z1"][..., n - 1], lay["d"][:, n - 1], n, cfg.delay_mask, H, gen)
+                    a, a_edge, b = sides["order_parameter"], sides["successor"], sides["sakaguchi"]
+                    pairs = {
+                        "sakaguchi-order_parameter": b - a,
+                        "sakaguchi-successor": b - a_edge,
+                        "successor-order_parameter": a_edge - a,
+                        "control:shuffled_transitions": sides["shuffled"] - a,
+                        "control:zero_transitions": sides["zero_transitions"] - a,
+                        "control:zero_angle": sides["zero_angle"] - a,
+                    }
+                    for c, name in enumerate(COMPARISONS):
+                        r = pairs[name].abs().double()
+                        res_max[p, i, n - 1, c] = max(res_max[p, i, n - 1, c], float(r.max()))
+                        res_ss[p, i, n - 1, c] += float(r.pow(2).sum())
+                    aa = a.abs().double()
+                    ref_max[p, i, n - 1] = max(ref_max[p, i, n - 1], float(aa.max()))
+                    ref_ss[p, i, n - 1] += float(aa.pow(2).sum())
+                    count[p, i, n - 1] += aa.numel()
+    rms = np.sqrt(res_ss / count[..., None])
+    ref_rms = np.sqrt(ref_ss / count)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stats = np.stack([res_max, rms, res_max / ref_max[..., None], rms / ref_rms[..., None]], -1)
+    term = np.stack([ref_rms, ref_max], -1)
     coords = {
         "precision": list(precisions),
         "layer": np.arange(n_layer),

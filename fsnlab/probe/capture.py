@@ -72,8 +72,21 @@ def loss_bits(logits: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
     return torch.where(valid, nll, torch.full_like(nll, float("nan"))).numpy().astype(np.float32)
 
 
-def _split(z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    return z.real.numpy().astype(np.float32), z.imag.numpy().astype(np.float32)
+def _split_stack(tensors: list) -> tuple[np.ndarray, np.ndarray]:
+    """Real and imaginary parts (float32) of complex tensors nested in (lists of) lists, stacked at dim 1
+    (and 2): ``[[z_(0,0), z_(0,1)], ...]`` of ``(B, ...)`` -> ``(B, len, len, ...)``, without a complex copy."""
+    nested = isinstance(tensors[0], (list, tuple))
+    rows = tensors if nested else [[t] for t in tensors]
+    first = rows[0][0]
+    shape = (first.shape[0], len(rows), len(rows[0]), *first.shape[1:])
+    re, im = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    for i, row in enumerate(rows):
+        for j, z in enumerate(row):
+            re[:, i, j] = z.real.numpy()
+            im[:, i, j] = z.imag.numpy()
+    if not nested:
+        re, im = re[:, :, 0], im[:, :, 0]
+    return re, im
 
 
 @torch.no_grad()
@@ -123,11 +136,11 @@ def _fsn_variables(model: torch.nn.Module, cache: dict, settings: CaptureSetting
     theta = torch.stack(stages, dim=1)  # (B, stage, T, D), unwrapped
     z_global = global_order_parameter(theta)  # (B, stage, D)
     theta_in = [cache[f"blocks.{i}.attn.hook_theta_in"] for i in range(L)]
-    z0 = torch.stack([cache[f"blocks.{i}.attn.hook_Z0"] for i in range(L)], dim=1)  # (B, L, T, D, N)
-    zs = [z0, torch.stack([cache[f"blocks.{i}.attn.hook_Z1"] for i in range(L)], dim=1)] if delay else [z0]
-    z = torch.stack(zs, dim=2)  # (B, L, delay, T, D, N)
-    z_re, z_im = _split(z)
-    r = np.minimum(z0[..., 0].abs().numpy(), np.float32(1.0)).astype(np.float32)
+    z_names = ["hook_Z0", "hook_Z1"] if delay else ["hook_Z0"]
+    z_re, z_im = _split_stack([[cache[f"blocks.{i}.attn.{h}"] for h in z_names] for i in range(L)])  # (B, L, delay, T, D, N)
+    z0 = [cache[f"blocks.{i}.attn.hook_Z0"][..., 0] for i in range(L)]  # n = 1: the Kuramoto order parameter
+    r = np.minimum(np.stack([z.abs().numpy() for z in z0], axis=1), np.float32(1.0)).astype(np.float32)
+    psi = wrap_phase(np.stack([torch.angle(z).numpy() for z in z0], axis=1))
     delta = torch.stack([th.double()[:, 1:] - th.double()[:, :-1] for th in theta_in], dim=1)  # (B, L, T-1, D)
     transition = np.concatenate([wrap_phase(delta.numpy()), np.full(delta[:, :, :1].shape, np.nan, np.float32)], axis=2)
     out: dict[str, Any] = {
@@ -138,7 +151,7 @@ def _fsn_variables(model: torch.nn.Module, cache: dict, settings: CaptureSetting
         "Z_real": (("sample", "layer", "delay", "pos", "osc", "harmonic"), z_re),
         "Z_imag": (("sample", "layer", "delay", "pos", "osc", "harmonic"), z_im),
         "R": (("sample", "layer", "pos", "osc"), r),
-        "psi": (("sample", "layer", "pos", "osc"), wrap_phase(torch.angle(z0[..., 0]).numpy())),
+        "psi": (("sample", "layer", "pos", "osc"), psi),
         "transition": (("sample", "layer", "pos", "osc"), transition),
     }
     if delay and settings.identity_positions:
@@ -146,8 +159,7 @@ def _fsn_variables(model: torch.nn.Module, cache: dict, settings: CaptureSetting
     if settings.attention:
         out.update(_attention_topk([cache[f"blocks.{i}.attn.hook_attn"] for i in range(L)], settings.top_k))
     if cfg.ffn == "mean_field":
-        mz = torch.stack([cache[f"blocks.{i}.ffn.hook_Z"] for i in range(L)], dim=1)  # (B, L, T, D, N')
-        mz_re, mz_im = _split(mz)
+        mz_re, mz_im = _split_stack([cache[f"blocks.{i}.ffn.hook_Z"] for i in range(L)])  # (B, L, T, D, N')
         dims = ("sample", "layer", "pos", "osc", "mode_harmonic")
         out["mode_Z_real"], out["mode_Z_imag"] = (dims, mz_re), (dims, mz_im)
         if settings.mode_top_k:

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,12 +30,12 @@ from fsnlab.models import config_to_dict
 from fsnlab.models.kernel import SIGN_CONVENTION
 from fsnlab.probe.capture import CaptureSettings, batch_variables
 from fsnlab.probe.errors import ProbeError
+from fsnlab.probe.options import ProbeOptions
 from fsnlab.probe.schema import annotate, schema_json
 from fsnlab.probe.text import ProbeText, as_probe_text, char_labels, window_starts
 from fsnlab.probe.weights import static_dataset
 from fsnlab.probe.writers import MemoryWriter, check_output, open_writer
 
-DEFAULT_IDENTITY_POSITIONS = 32
 NOT_APPLICABLE = (
     "not applicable: a transformer has no phases, order parameters or coupling kernel; this dataset holds "
     "per-token loss, characters, residual-stream norms and (with attention) the top-k attention weights"
@@ -49,27 +49,6 @@ DESCRIPTION = (
     "Read from weights: the coupling kernel c, d with its Sakaguchi angles and signed Daido amplitudes, the "
     "coupling function on a grid, step sizes and temperatures. See the schema attribute and docs/probe.md."
 )
-
-
-@dataclass(frozen=True)
-class ProbeOptions:
-    """How to probe (the CLI options of ``fsnlab probe``)."""
-
-    stride: int | None = None  # window stride for text longer than the context (required then)
-    attention: bool = False  # store the top-k coupling weights per query (never a dense T x T)
-    top_k: int = 8  # k for attention and FSN-MF mode selection
-    batch_size: int = 4  # windows per forward pass (and per appended batch)
-    identity_positions: int | None = DEFAULT_IDENTITY_POSITIONS  # queries checked by the delay identity; None = all
-    grid_size: int = 256  # points of the coupling-function grid over [-pi, pi)
-
-    def validate(self) -> "ProbeOptions":
-        for name in ("top_k", "batch_size", "grid_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ProbeError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if self.identity_positions is not None and (not isinstance(self.identity_positions, int) or self.identity_positions < 0):
-            raise ProbeError(f"identity-positions must be a non-negative integer, got {self.identity_positions!r}")
-        return self
 
 
 def probe(
@@ -174,6 +153,7 @@ def iter_probe(
     variables and the global attributes."""
     options = options.validate()
     text = as_probe_text(text)
+    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: probe the uncompiled module
     cfg = getattr(model, "config", None)
     if getattr(cfg, "family", None) not in ("fsn", "transformer"):
         raise ProbeError("the probe reads fsnlab models (FSN, FSN-MF, transformer) built by fsnlab.build_model")

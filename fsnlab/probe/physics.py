@@ -11,7 +11,9 @@ their outputs to maxima.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -29,6 +31,18 @@ from fsnlab.models.kernel import (
 # Largest number of float64 elements in one (B, H, P, P, c) edge tensor of the identity check; the
 # coordinates are processed in chunks below it so that memory stays bounded for any context.
 EDGE_CHUNK_ELEMENTS = 4_000_000
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread: the identity check is many small elementwise ops, for which
+    thread hand-offs cost more than they save (and, on a busy machine, far more)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def global_order_parameter(theta: torch.Tensor) -> torch.Tensor:
@@ -118,6 +132,25 @@ def delay_identity(
     d_heads = d.reshape(H, Dh, N)
     chunk = max(1, min(Dh, EDGE_CHUNK_ELEMENTS // max(1, B * H * P * P)))
 
+    with single_thread():
+        return _delay_identity(th, a, w, d, heads, d_heads, z1, delay_mask, chunk)
+
+
+def _delay_identity(
+    th: torch.Tensor,
+    a: torch.Tensor,
+    w: torch.Tensor,
+    d: torch.Tensor,
+    heads: torch.Tensor,
+    d_heads: torch.Tensor,
+    z1: torch.Tensor,
+    delay_mask: str,
+    chunk: int,
+) -> IdentityResult:
+    """The body of :func:`delay_identity` on prepared float64 inputs (``th (B, P, D)``, ``a``/``w``
+    ``(B, H, P, P)``, ``d (D, N)``, ``heads (B, H, P, Dh)``, ``d_heads (H, Dh, N)``)."""
+    B, P, D = th.shape
+    H, Dh, N = d_heads.shape
     residual = np.zeros((B, N))
     control = np.zeros((B, N))
     coupling_max = np.zeros((B, N))

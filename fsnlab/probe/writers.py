@@ -94,7 +94,8 @@ class ZarrWriter(_FileWriter):
 
     def append(self, ds: xr.Dataset) -> None:
         if not self.started:
-            encoding = {name: {"chunks": var.shape} for name, var in ds.variables.items() if "sample" in var.dims}
+            # one chunk per window: bounded encode buffers, and appends of any batch size stay aligned
+            encoding = {name: {"chunks": (1, *var.shape[1:])} for name, var in ds.variables.items() if "sample" in var.dims}
             ds.to_zarr(self.tmp, mode="w-", zarr_format=2, encoding=encoding, consolidated=True)
             self.attrs = dict(ds.attrs)
             self.started = True
@@ -106,6 +107,13 @@ class ZarrWriter(_FileWriter):
 
 class NetCDFWriter(_FileWriter):
     """Writes a netCDF-4 file with an unlimited ``sample`` dimension and appends to it with h5netcdf."""
+
+    def __init__(self, path: str | os.PathLike[str], overwrite: bool) -> None:
+        try:
+            import h5py  # noqa: F401  (h5netcdf's HDF5 backend; h5netcdf alone cannot write)
+        except ImportError:
+            raise ProbeError("netCDF output needs the h5py package (pip install h5py); or write .zarr") from None
+        super().__init__(path, overwrite)
 
     def append(self, ds: xr.Dataset) -> None:
         if not self.started:

@@ -1,0 +1,217 @@
+"""The delay identity (spec §4): the algebra (sympy), and its check on real layers (fsnlab.dynamics.identity)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+
+from fsnlab.dynamics.identity import (
+    COMPARISONS,
+    IdentityError,
+    capture_layers,
+    delay_weights,
+    identity_summary,
+    layer_sides,
+    shuffled_positions,
+    verify_identity,
+)
+from fsnlab.models import build_model
+
+
+# -- the algebra -------------------------------------------------------------------------------
+
+
+def test_sympy_trigonometric_step():
+    """Im(d e^{i n (a + Delta)}) = |d| sin(n a + n Delta + arg d), for d = r e^{i phi} (spec §4 step 5)."""
+    a, delta, phi = sp.symbols("a Delta phi", real=True)
+    r = sp.symbols("r", positive=True)
+    n = sp.symbols("n", integer=True, positive=True)
+    d = r * sp.exp(sp.I * phi)  # polar form: |d| = r, arg d = phi (mod 2 pi; sin is 2 pi-periodic)
+    assert sp.simplify(sp.Abs(d) - r) == 0
+    lhs = sp.im(sp.expand_complex(d * sp.exp(sp.I * n * (a + delta))))
+    rhs = sp.Abs(d) * sp.sin(n * a + n * delta + phi)
+    assert sp.simplify(sp.expand_trig(lhs - rhs)) == 0
+    # and the numbers agree with the principal argument for a concrete d
+    val = {a: 0.3, delta: -1.2, phi: 2.9, r: 0.7, n: 3}
+    dd = complex(d.subs(val))
+    assert float(lhs.subs(val)) == pytest.approx(abs(dd) * math.sin(3 * 0.3 + 3 * -1.2 + np.angle(dd)), abs=1e-12)
+
+
+def test_sympy_full_identity_with_frustration_angle():
+    """Im(d e^{i n (theta_{u+1} - theta_t)}) = |d| sin(n (theta_u - theta_t) - alpha), alpha = -(n Delta + arg d)."""
+    th_u, th_t, delta, phi = sp.symbols("theta_u theta_t Delta phi", real=True)
+    r = sp.symbols("r", positive=True)
+    n = sp.symbols("n", integer=True, positive=True)
+    d = r * sp.exp(sp.I * phi)
+    th_next = th_u + delta  # step 2: theta_{u+1} = theta_u + Delta_u
+    successor = sp.im(sp.expand_complex(d * sp.exp(sp.I * n * (th_next - th_t))))
+    alpha = -(n * delta + phi)  # step 6
+    sakaguchi = r * sp.sin(n * (th_u - th_t) - alpha)
+    assert sp.simplify(sp.expand_trig(successor - sakaguchi)) == 0
+
+
+def test_sympy_order_parameter_form_is_the_edge_sum():
+    """sum_u W_u Im(e^{-i n theta_t} d e^{i n theta_{u+1}}) = Im(e^{-i n theta_t} d Z1), Z1 = sum_u W_u e^{i n theta_{u+1}} (step 1)."""
+    th_t, phi = sp.symbols("theta_t phi", real=True)
+    r = sp.symbols("r", positive=True)
+    th = sp.symbols("s0:3", real=True)
+    w = sp.symbols("w0:3", real=True)
+    n = sp.Integer(3)
+    d = r * sp.exp(sp.I * phi)
+    z1 = sum(wu * sp.exp(sp.I * n * su) for wu, su in zip(w, th))
+    lhs = sum(wu * sp.im(sp.expand_complex(sp.exp(-sp.I * n * th_t) * d * sp.exp(sp.I * n * su))) for wu, su in zip(w, th))
+    rhs = sp.im(sp.expand_complex(sp.exp(-sp.I * n * th_t) * d * z1))
+    assert sp.simplify(sp.expand(lhs - rhs)) == 0
+
+
+# -- pieces ------------------------------------------------------------------------------------
+
+
+def test_delay_weights_by_mask():
+    torch.manual_seed(0)
+    A = torch.softmax(torch.randn(2, 3, 6, 6).masked_fill(~torch.ones(6, 6, dtype=torch.bool).tril(), -math.inf), -1).double()
+    W, diag = delay_weights(A, "shared_zero_diag")
+    assert diag is None and torch.equal(W, torch.tril(A, -1))
+    W, diag = delay_weights(A, "shared_self")
+    assert torch.equal(diag, torch.diagonal(A, dim1=-2, dim2=-1))
+    W, _ = delay_weights(A, "separate_strict")
+    assert torch.all(W[..., 0, :] == 0)
+    torch.testing.assert_close(W[..., 1:, :].sum(-1), torch.ones(2, 3, 5, dtype=torch.float64))
+    assert torch.all(torch.triu(W) == 0)
+
+
+def test_shuffled_positions_has_no_fixed_points():
+    for T in (3, 4, 5, 17, 64):
+        for seed in range(20):
+            p = shuffled_positions(T, torch.Generator().manual_seed(seed))
+            assert sorted(p.tolist()) == list(range(T)) and p[-1] == T - 1
+            assert not torch.any(p[:-1] == torch.arange(T - 1))
+
+
+# -- on real layers --------------------------------------------------------------------------------
+
+
+def _ids(B: int = 2, T: int = 24, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("delay_mask", ["shared_zero_diag", "separate_strict", "shared_self"])
+@pytest.mark.parametrize("kernel", ["+delay", "full"])
+def test_identity_holds_on_every_layer_and_harmonic(kernel, delay_mask):
+    torch.manual_seed(1)
+    model = build_model("fsn-tiny", kernel=kernel, delay_mask=delay_mask)
+    ds = verify_identity(model, _ids())
+    summary = identity_summary(ds)
+    assert summary["passed"], summary["failures"]
+    assert summary["max_float64_identity_residual"] < 1e-14
+    assert summary["min_float64_control_residual"] > 1e-3
+    f32 = ds.sel(precision="float32", comparison="sakaguchi-order_parameter")
+    assert float(f32.max_rel.max()) < 1e-4  # model dtype: float32 rounding only
+    assert ds.attrs["source_float32_Z1"] == "hook_Z1" and ds.attrs["source_float32_attn"] == "hook_attn"
+    n_harm = 1 if kernel == "+delay" else 4
+    assert ds.max_abs.shape == (2, 2, n_harm, len(COMPARISONS))
+
+
+def test_identity_with_per_coordinate_kernels_query_gate_and_natural_frequencies():
+    torch.manual_seed(2)
+    model = build_model("fsn-tiny", kernel_sharing="coord", gate="query", natural_frequency=True)
+    with torch.no_grad():
+        for block in model.blocks:  # spread the delay coefficients far from their init
+            block.attn.kernel.d_re.normal_()
+            block.attn.kernel.d_im.normal_()
+    assert identity_summary(verify_identity(model, _ids()))["passed"]
+
+
+def test_each_side_is_really_compared():
+    """Break one ingredient at a time: the residual must jump (the comparison is not vacuous)."""
+    torch.manual_seed(3)
+    model = build_model("fsn-tiny", delay_mask="separate_strict")
+    layers, _ = capture_layers(model, _ids(), torch.float64)
+    lay = layers[1]
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    good = layer_sides(lay["theta"], lay["attn"], lay["z1"][..., 0], lay["d"][:, 0], 1, "separate_strict", 2, gen())
+    assert (good["sakaguchi"] - good["order_parameter"]).abs().max() < 1e-14
+    # wrong weights (the shared normalisation instead of the separate softmax)
+    wrong_w = layer_sides(lay["theta"], lay["attn"], lay["z1"][..., 0], lay["d"][:, 0], 1, "shared_zero_diag", 2, gen())
+    assert (wrong_w["sakaguchi"] - good["order_parameter"]).abs().max() > 1e-3
+    # wrong order parameter (another harmonic's Z1)
+    wrong_z = layer_sides(lay["theta"], lay["attn"], lay["z1"][..., 1], lay["d"][:, 0], 1, "separate_strict", 2, gen())
+    assert (wrong_z["sakaguchi"] - wrong_z["order_parameter"]).abs().max() > 1e-3
+    # wrong coefficient
+    wrong_d = layer_sides(lay["theta"], lay["attn"], lay["z1"][..., 0], lay["d"][:, 0] * 1j, 1, "separate_strict", 2, gen())
+    assert (wrong_d["sakaguchi"] - good["order_parameter"]).abs().max() > 1e-3
+
+
+def test_transported_order_parameter():
+    """Step 7: Z1 = sum_u W e^{i n theta_u} e^{i n Delta_u}: the network's Z1 is the attended mean field
+    with every member rotated by its own transition."""
+    from fsnlab.models.kernel import transitions
+
+    torch.manual_seed(6)
+    model = build_model("fsn-tiny")
+    layers, _ = capture_layers(model, _ids(1, 24), torch.float64)
+    for lay in layers:
+        theta, (W, _) = lay["theta"], delay_weights(lay["attn"], "shared_zero_diag")
+        delta = torch.nan_to_num(transitions(theta))  # the last position is never weighted
+        H, Dh = W.shape[1], theta.shape[-1] // W.shape[1]
+        for n in (1, 2, 4):
+            rotated = torch.exp(1j * n * (theta + delta))  # e^{i n theta_u} e^{i n Delta_u}
+            z1 = torch.cat([torch.einsum("btu,bud->btd", W[:, h].to(rotated.dtype), rotated[..., h * Dh:(h + 1) * Dh]) for h in range(H)], -1)
+            torch.testing.assert_close(z1, lay["z1"][..., n - 1], atol=1e-13, rtol=0)
+
+
+def test_controls_flag_a_vacuous_input():
+    """Constant text gives zero transitions at the embedding: the wrong angles cannot be told apart there."""
+    torch.manual_seed(4)
+    model = build_model("fsn-tiny")
+    ds = verify_identity(model, torch.full((1, 20), ord("a")))
+    assert ds.attrs["passed"] == 1 and ds.attrs["controls_discriminate"] == 0
+    assert "layer 0" in ds.attrs["failures"] and "vacuous" in ds.attrs["failures"]
+
+
+def test_chunked_windows_give_the_same_statistics():
+    torch.manual_seed(7)
+    model = build_model("fsn-tiny")
+    ids = _ids(3, 16)
+    whole = verify_identity(model, ids)
+    chunked = verify_identity(model, ids, window_budget=1)  # one window per chunk
+    # rounding-level residuals depend on the batching; everything else agrees
+    controls = list(COMPARISONS[3:])
+    for k in ("max_abs", "rms_abs", "max_rel", "rms_rel"):
+        np.testing.assert_allclose(whole[k].sel(comparison=controls), chunked[k].sel(comparison=controls), rtol=1e-9)
+    np.testing.assert_allclose(whole.term_rms, chunked.term_rms, rtol=1e-9)
+    assert float(chunked.max_abs.sel(precision="float64", comparison=list(COMPARISONS[:3])).max()) < 1e-14
+    assert chunked.attrs["passed"] == 1 and chunked.attrs["controls_discriminate"] == 1
+
+
+def test_tolerance_failure_is_reported():
+    torch.manual_seed(5)
+    ds = verify_identity(build_model("fsn-tiny"), _ids(1, 16), tolerance=1e-30)
+    s = identity_summary(ds)
+    assert not s["identity_passed"] and not s["passed"] and s["failures"][0].startswith("identity:")
+
+
+@pytest.mark.parametrize("preset,kernel", [("fsn-tiny", "base"), ("fsn-tiny", "+harmonics"), ("fsn-tiny", "+sakaguchi"), ("transformer-tiny", None)])
+def test_models_without_delay_are_refused(preset, kernel):
+    model = build_model(preset, **({"kernel": kernel} if kernel else {}))
+    with pytest.raises(IdentityError, match="delay"):
+        verify_identity(model, _ids(1, 10))
+
+
+def test_too_few_tokens():
+    with pytest.raises(IdentityError, match="at least 3"):
+        verify_identity(build_model("fsn-tiny"), torch.tensor([[1, 2]]))
+
+
+def test_dataset_round_trips_to_netcdf(tmp_path):
+    ds = verify_identity(build_model("fsn-tiny"), _ids(1, 12))
+    path = tmp_path / "identity.nc"
+    ds.to_netcdf(path)
+    import xarray as xr
+
+    back = xr.load_dataset(path)
+    np.testing.assert_allclose(back.max_abs.values, ds.max_abs.values)
