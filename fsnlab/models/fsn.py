@@ -140,6 +140,16 @@ class FSNAttention(nn.Module):
         """``beta (H,)``, the softmax inverse temperature per head (OQ-6)."""
         return self.log_beta.exp()
 
+    def gate(self, theta: torch.Tensor | None = None) -> torch.Tensor:
+        """The learned metric ``g`` (OQ-4): ``(D,)`` for a static gate; ``(B, T, D)`` for a query gate,
+        which needs the phases ``theta``."""
+        if self.config.gate == "static":
+            return F.softplus(self.gate_raw)
+        if theta is None:
+            raise ValueError("a query-conditioned gate needs the phases theta")
+        phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
+        return torch.sigmoid(self.gate_proj(phi).to(theta.dtype))
+
     def coordinate_coefficients(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
         """Kernel coefficients expanded to one per coordinate: ``c, d`` as (re, im) pairs ``(D, N)``."""
         reps = self.config.head_dim if self.config.kernel_sharing == "head" else 1
@@ -158,10 +168,7 @@ class FSNAttention(nn.Module):
         pos = torch.arange(T, device=theta.device, dtype=theta.dtype)
         drifted = theta + pos[:, None] * self.rope_omega
         cos, sin = torch.cos(drifted), torch.sin(drifted)
-        if self.config.gate == "static":
-            g = F.softplus(self.gate_raw)
-        else:
-            g = torch.sigmoid(self.gate_proj(torch.cat([torch.cos(theta), torch.sin(theta)], -1)).to(theta.dtype))
+        g = self.gate(theta)
         k = torch.stack([cos, sin], -1)  # (B, T, D, 2)
         q = k * g.unsqueeze(-1)
         beta = self.temperature()[None, :, None, None]
@@ -262,7 +269,16 @@ class ModeCoupling(nn.Module):
         self.hook_theta_out = HookPoint()
 
     def step_size(self) -> torch.Tensor:
+        """``eta' (D,)``, the coupling strength to the modes."""
         return F.softplus(self.eta_raw)
+
+    def gate(self) -> torch.Tensor:
+        """``g' (D,)``, the learned metric of the mode selection (softmax selection only)."""
+        return F.softplus(self.gate_raw)
+
+    def temperature(self) -> torch.Tensor:
+        """``beta' (H,)``, the inverse temperature of the mode selection (softmax selection only)."""
+        return self.log_beta.exp()
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -271,7 +287,7 @@ class ModeCoupling(nn.Module):
         mode_cos, mode_sin = harmonic_features(self.mode_phases, N)  # (M, D, N)
         if cfg.mf_select == "softmax":
             feats = torch.stack([torch.cos(theta), torch.sin(theta)], -1)  # (B, T, D, 2)
-            q = split_heads(feats * F.softplus(self.gate_raw)[:, None], H) * self.log_beta.exp()[None, :, None, None]
+            q = split_heads(feats * self.gate()[:, None], H) * self.temperature()[None, :, None, None]
             mode_feats = torch.stack([torch.cos(self.mode_phases), torch.sin(self.mode_phases)], -1)[None]
             k = split_heads(mode_feats, H).expand(theta.shape[0], -1, -1, -1)
             values = split_heads(torch.stack([mode_cos, mode_sin], -1)[None], H).expand(theta.shape[0], -1, -1, -1)

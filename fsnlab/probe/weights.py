@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import xarray as xr
 
 from fsnlab.models.kernel import coupling_function, daido_amplitude, sakaguchi_angle
@@ -64,8 +63,8 @@ def fsn_weight_variables(model: torch.nn.Module, grid_size: int) -> dict[str, An
         "rope_frequency": (("osc",), _np(blocks[0].attn.rope_omega).astype(np.float32)),
     }
     if cfg.gate == "static":
-        # the layer's own parameterisation g = softplus(gate_raw) (FSNAttention.queries_keys)
-        out["gate"] = (("layer", "osc"), np.stack([_np(F.softplus(b.attn.gate_raw)) for b in blocks]).astype(np.float32))
+        # the layer's own gate accessor (FSNAttention.gate)
+        out["gate"] = (("layer", "osc"), np.stack([_np(b.attn.gate()) for b in blocks]).astype(np.float32))
     if cfg.natural_frequency:
         out["natural_frequency"] = (("layer", "osc"), np.stack([_np(b.attn.natural_frequency) for b in blocks]).astype(np.float32))
     if cfg.ffn == "mean_field":
@@ -81,8 +80,8 @@ def _mode_variables(blocks: list, cfg: Any) -> dict[str, Any]:
         "mode_step_size": (("layer", "osc"), np.stack([_np(f.step_size()) for f in ffns]).astype(np.float32)),
     }
     if cfg.mf_select == "softmax":
-        out["mode_temperature"] = (("layer", "head"), np.stack([_np(f.log_beta.exp()) for f in ffns]).astype(np.float32))
-        out["mode_gate"] = (("layer", "osc"), np.stack([_np(F.softplus(f.gate_raw)) for f in ffns]).astype(np.float32))
+        out["mode_temperature"] = (("layer", "head"), np.stack([_np(f.temperature()) for f in ffns]).astype(np.float32))
+        out["mode_gate"] = (("layer", "osc"), np.stack([_np(f.gate()) for f in ffns]).astype(np.float32))
         out["mode_kappa_real"] = (("layer", "head", "mode_harmonic"), np.stack([_np(f.kappa_re) for f in ffns]).astype(np.float32))
         out["mode_kappa_imag"] = (("layer", "head", "mode_harmonic"), np.stack([_np(f.kappa_im) for f in ffns]).astype(np.float32))
     else:
