@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "fsnlab.commands.train",
     "fsnlab.commands.probe",
     "fsnlab.commands.verify",
+    "fsnlab.commands.explore",
     "fsnlab.commands.models",
 )
 
