@@ -147,3 +147,14 @@ def test_every_combination_of_switches_builds_and_runs():
     for kernel, mask, sharing in itertools.product(KERNEL_SETTINGS, ("shared_zero_diag", "separate_strict"), ("head", "coord")):
         model = build_model("fsn-tiny", kernel=kernel, delay_mask=mask, kernel_sharing=sharing)
         assert model(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 256)
+
+
+@pytest.mark.parametrize("preset", ["fsn-tiny", "fsn-mf-tiny", "transformer-tiny"])
+def test_model_runs_in_float64_with_float64_hooks(preset):
+    model = build_model(preset).double()
+    idx = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(0))
+    with capture(model) as cache:
+        logits = model(idx)
+    assert logits.dtype == torch.float64
+    for name, value in cache.items():
+        assert value.dtype in (torch.float64, torch.complex128), f"{name} is {value.dtype}"

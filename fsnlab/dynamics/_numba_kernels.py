@@ -36,8 +36,8 @@ def _powers(theta, zr, zi):
 @njit(cache=True)
 def _rhs(theta, omega, k_over_n, c_re, c_im, d_re, d_im, mult, has_d, dense, C_re, C_im, zr, zi, out):
     H, N = zr.shape
-    _powers(theta, zr, zi)
     if dense:
+        _powers(theta, zr, zi)
         for i in range(N):
             acc = omega[i]
             for n in range(H):
@@ -51,24 +51,32 @@ def _rhs(theta, omega, k_over_n, c_re, c_im, d_re, d_im, mult, has_d, dense, C_r
                 acc += fi * zr[n, i] - fr * zi[n, i]
             out[i] = acc
         return
-    for i in range(N):
-        out[i] = omega[i]
+    # mean field: one pass for the powers and the (successor-weighted) sums, one for the output
+    S = np.zeros((4, H))  # rows: sum Re, sum Im, successor-weighted sum Re, Im
+    for k in range(N):
+        c1 = math.cos(theta[k])
+        s1 = math.sin(theta[k])
+        pr, pi = c1, s1
+        m = mult[k]
+        for n in range(H):
+            zr[n, k] = pr
+            zi[n, k] = pi
+            S[0, n] += pr
+            S[1, n] += pi
+            if has_d:
+                S[2, n] += m * pr
+                S[3, n] += m * pi
+            pr, pi = pr * c1 - pi * s1, pr * s1 + pi * c1
+    fr = np.empty(H)
+    fi = np.empty(H)
     for n in range(H):
-        sr = 0.0
-        si = 0.0
-        pr = 0.0
-        pi = 0.0
-        for k in range(N):
-            sr += zr[n, k]
-            si += zi[n, k]
-        if has_d:
-            for k in range(N):
-                pr += mult[k] * zr[n, k]
-                pi += mult[k] * zi[n, k]
-        fr = k_over_n * (c_re[n] * sr - c_im[n] * si + d_re[n] * pr - d_im[n] * pi)
-        fi = k_over_n * (c_re[n] * si + c_im[n] * sr + d_re[n] * pi + d_im[n] * pr)
-        for i in range(N):
-            out[i] += fi * zr[n, i] - fr * zi[n, i]
+        fr[n] = k_over_n * (c_re[n] * S[0, n] - c_im[n] * S[1, n] + d_re[n] * S[2, n] - d_im[n] * S[3, n])
+        fi[n] = k_over_n * (c_re[n] * S[1, n] + c_im[n] * S[0, n] + d_re[n] * S[3, n] + d_im[n] * S[2, n])
+    for i in range(N):
+        acc = omega[i]
+        for n in range(H):
+            acc += fi[n] * zr[n, i] - fr[n] * zi[n, i]
+        out[i] = acc
 
 
 @njit(cache=True)

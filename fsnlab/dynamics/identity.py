@@ -47,6 +47,7 @@ from fsnlab.models import capture
 from fsnlab.models.kernel import (
     SIGN_CONVENTION,
     complex_mul,
+    delay_weights,
     delay_frustration,
     harmonic_features,
     sakaguchi_coupling,
@@ -76,23 +77,6 @@ def require_delay_model(model: torch.nn.Module, name: str = "model") -> None:
 
 
 # -- pieces ------------------------------------------------------------------------------------
-
-
-def delay_weights(attn: torch.Tensor, delay_mask: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The delay term's weights from the dense softmax ``A (..., T, T)`` (see the module docstring).
-
-    Returns ``(W, diag)``: ``W (..., T, T)`` zero on and above the diagonal, and for
-    ``shared_self`` the diagonal weights ``A_tt (..., T)`` (None otherwise).
-    """
-    strict = torch.tril(attn, diagonal=-1)
-    if delay_mask == "shared_zero_diag":
-        return strict, None
-    if delay_mask == "shared_self":
-        return strict, torch.diagonal(attn, dim1=-2, dim2=-1)
-    if delay_mask == "separate_strict":
-        total = strict.sum(-1, keepdim=True)
-        return torch.where(total > 0, strict / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(strict)), None
-    raise IdentityError(f"unknown delay_mask {delay_mask!r}")
 
 
 def order_parameter_side(theta: torch.Tensor, z1: torch.Tensor, d: torch.Tensor, n: int) -> torch.Tensor:
@@ -181,36 +165,6 @@ def layer_sides(
 # -- running the model -------------------------------------------------------------------------
 
 
-def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.complex128 if dtype == torch.float64 else torch.complex64
-
-
-def _dense_attention(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Causal softmax ``A (B, H, T, T)`` in the inputs' dtype (the hook builds it in float32)."""
-    T = q.shape[2]
-    scores = q @ k.transpose(-1, -2)
-    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-    return scores.masked_fill(~mask, float("-inf")).softmax(-1)
-
-
-def _order_parameters(layer: torch.nn.Module, theta: torch.Tensor) -> torch.Tensor:
-    """``Z1 (B, T, D, N)`` through the layer's own probe path (``delay_attention(..., separate=True)``,
-    the fused interleaved-key call) in ``theta``'s dtype; used when ``hook_Z1`` arrives in a lower precision."""
-    from fsnlab.models.attention import delay_attention
-    from fsnlab.models.fsn import merge_heads, shift_to_successor, split_heads
-
-    cfg = layer.config
-    H, D, N = cfg.n_head, cfg.d_phase, layer.spec.n_harmonics
-    q, k = layer.queries_keys(theta)
-    cos_n, sin_n = harmonic_features(theta, N)
-    harmonics = torch.stack([cos_n, sin_n], -1)
-    e = split_heads(harmonics, H)
-    succ = split_heads(shift_to_successor(harmonics), H)
-    _, z1 = delay_attention(q, k, e, succ, e, cfg.delay_mask, separate=True)
-    z1 = merge_heads(z1, D).unflatten(-1, (-1, 2))
-    return torch.complex(z1[..., 0], z1[..., 1])
-
-
 def model_in_dtype(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     """A copy of ``model`` in ``dtype`` and eval mode (the caller's model is left as it is)."""
     return copy.deepcopy(model).to(dtype).eval()
@@ -221,42 +175,28 @@ def capture_layers(
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Run ``model`` in ``dtype`` (a copy unless ``copy_model=False``, which requires it to be in
     ``dtype`` already) on ``ids (B, T)`` and collect, per layer, the input phases, the dense
-    attention, ``Z1`` and the delay coefficients ``d (D, N)`` (complex, that dtype).
-
-    Hooks that arrive in a lower precision than ``dtype`` (the model's probe hooks cast to float32)
-    are recomputed in ``dtype`` by the layer's own probe path; ``sources`` says which was used.
+    attention, ``Z1`` and the delay coefficients ``d (D, N)`` (complex, that dtype), all read from the
+    layer's own hook points; ``sources`` names them.
     """
     m = model_in_dtype(model, dtype) if copy_model else model
     ids = ids.to(next(m.parameters()).device)
     n_layer = len(m.blocks)
     names = [f"blocks.{i}.attn.{h}" for i in range(n_layer) for h in ("hook_theta_in", "hook_Z1", "hook_attn")]
-    # FSN.forward casts the embedding to float32; keep it in `dtype` so the whole stack runs there.
-    handle = m.hook_embed.register_forward_hook(lambda _mod, _inp, out: out.to(dtype))
-    try:
-        with torch.no_grad(), capture(m, names) as cache:
-            m(ids)
-    finally:
-        handle.remove()
+    with torch.no_grad(), capture(m, names) as cache:
+        m(ids)
     sources = {"theta": "hook_theta_in", "Z1": "hook_Z1", "attn": "hook_attn"}
     layers = []
-    cdtype = _complex_dtype(dtype)
     with torch.no_grad():
         for i in range(n_layer):
             layer = m.blocks[i].attn
             theta = cache[f"blocks.{i}.attn.hook_theta_in"]
             if theta.dtype != dtype:
                 raise IdentityError(f"layer {i} ran in {theta.dtype}, not {dtype}")
-            z1 = cache[f"blocks.{i}.attn.hook_Z1"]
-            if z1.dtype != cdtype:
-                sources["Z1"] = f"recomputed in {dtype} by delay_attention (hook_Z1 is {z1.dtype})"
-                z1 = _order_parameters(layer, theta)
-            attn = cache[f"blocks.{i}.attn.hook_attn"]
-            if attn.dtype != dtype:
-                sources["attn"] = f"recomputed in {dtype} from queries_keys (hook_attn is {attn.dtype})"
-                attn = _dense_attention(*layer.queries_keys(theta))
             _, d_pair = layer.coordinate_coefficients()
             d = torch.complex(d_pair[0].detach().to(dtype), d_pair[1].detach().to(dtype))
-            layers.append({"theta": theta, "attn": attn, "z1": z1, "d": d})
+            layers.append(
+                {"theta": theta, "attn": cache[f"blocks.{i}.attn.hook_attn"], "z1": cache[f"blocks.{i}.attn.hook_Z1"], "d": d}
+            )
     return layers, sources
 
 
@@ -318,7 +258,7 @@ def verify_identity(
                     dd = lay["d"].reshape(H, cfg.head_dim, N).cpu().to(torch.complex128)  # per head (mean over its coordinates if per-coordinate)
                     d_abs[i], d_arg[i] = dd.abs().mean(1).numpy(), (dd / dd.abs().clamp_min(1e-300)).mean(1).angle().numpy()
                 for n in range(1, N + 1):
-                    gen = torch.Generator().manual_seed(seed + 1_000_003 * k + 1000 * i + n)
+                    gen = torch.Generator().manual_seed(seed + 1000 * i + n)  # the same permutation for every chunk
                     sides = layer_sides(lay["theta"], lay["attn"], lay["z1"][..., n - 1], lay["d"][:, n - 1], n, cfg.delay_mask, H, gen)
                     a, a_edge, b = sides["order_parameter"], sides["successor"], sides["sakaguchi"]
                     pairs = {

@@ -158,6 +158,11 @@ def delay_attention(
 def attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Dense causal softmax weights ``A (B, H, T, T)``: for probes only, never on the training path."""
     T = q.shape[2]
-    scores = q.float() @ k.float().transpose(-1, -2)
+    scores = full_precision(q) @ full_precision(k).transpose(-1, -2)
     mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
     return scores.masked_fill(~mask, float("-inf")).softmax(-1)
+
+
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """float32 for half-precision tensors; float32/float64 tensors unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x

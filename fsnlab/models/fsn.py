@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fsnlab.models.attention import attend, attention_weights, causal_attention, delay_attention
+from fsnlab.models.attention import full_precision, attend, attention_weights, causal_attention, delay_attention
 from fsnlab.models.config import FSNConfig
 from fsnlab.models.hooks import HookPoint
 from fsnlab.models.kernel import CouplingKernel, complex_mul, harmonic_features, tangent_projection
@@ -70,6 +70,12 @@ def merge_heads(x: torch.Tensor, d_phase: int) -> torch.Tensor:
     """Inverse of :func:`split_heads` for a ``(B, H, T, (D/H) * W)`` tensor -> ``(B, T, D, W)``."""
     B, H, T, _ = x.shape
     return x.transpose(1, 2).reshape(B, T, d_phase, -1)
+
+
+def as_complex(re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
+    """A complex tensor from real and imaginary parts: complex128 for float64 inputs, complex64 otherwise."""
+    dtype = torch.float64 if re.dtype == torch.float64 else torch.float32
+    return torch.complex(re.to(dtype), im.to(dtype))
 
 
 def shift_to_successor(x: torch.Tensor) -> torch.Tensor:
@@ -212,11 +218,11 @@ class FSNAttention(nn.Module):
             succ = split_heads(shift_to_successor(harmonics), H)
             z0, z1 = delay_attention(q, k, e, succ, e, self.config.delay_mask, separate=True)
             z1 = merge_heads(z1, D).unflatten(-1, (-1, 2))
-            self.hook_Z1(torch.complex(z1[..., 0].float(), z1[..., 1].float()))
+            self.hook_Z1(as_complex(z1[..., 0], z1[..., 1]))
         else:
             z0 = causal_attention(q, k, e)
         z0 = merge_heads(z0, D).unflatten(-1, (-1, 2))
-        self.hook_Z0(torch.complex(z0[..., 0].float(), z0[..., 1].float()))
+        self.hook_Z0(as_complex(z0[..., 0], z0[..., 1]))
         if self.hook_attn.active:
             self.hook_attn(attention_weights(q, k))
 
@@ -305,14 +311,14 @@ class ModeCoupling(nn.Module):
             z = (field[0].sum(0).expand_as(cos_n), field[1].sum(0).expand_as(cos_n))
             pull = z
         if self.hook_Z.active:
-            self.hook_Z(torch.complex(z[0].float(), z[1].float()))
+            self.hook_Z(as_complex(z[0], z[1]))
         force = self.hook_force(tangent_projection(cos_n, sin_n, pull))
         return self.hook_theta_out(theta + self.step_size() * force)
 
 
 def attention_weights_full(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Dense, unmasked softmax weights ``(B, H, T, M)`` (mode selection has no causal structure)."""
-    return (q.float() @ k.float().transpose(-1, -2)).softmax(-1)
+    return (full_precision(q) @ full_precision(k).transpose(-1, -2)).softmax(-1)
 
 
 class FSNBlock(nn.Module):
@@ -374,7 +380,10 @@ class FSN(nn.Module):
                     nn.init.zeros_(module.bias)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        theta = self.hook_embed(self.embed(idx).float())
+        theta = self.embed(idx)
+        if theta.dtype in (torch.float16, torch.bfloat16):
+            theta = theta.float()  # phases and trig stay in full precision (OQ-27)
+        theta = self.hook_embed(theta)
         for block in self.blocks:
             theta = block(theta)
         theta = self.hook_theta_final(theta)

@@ -177,6 +177,27 @@ def _softplus_inverse(y: float) -> float:
 # probe can measure the residual on real layers.
 
 
+def delay_weights(attn: torch.Tensor, delay_mask: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weights with which the delay term couples token ``t`` to the successor of ``u`` (§3.4, OQ-8).
+
+    ``attn (..., T, T)`` is the layer's softmax ``A``. Returns ``(W, diag)``: ``W (..., T, T)`` is zero on
+    and above the diagonal (only ``u < t`` has a successor the query may see). ``shared_zero_diag`` and
+    ``shared_self`` use ``A`` itself there; ``separate_strict`` renormalises each row over ``u < t`` (its
+    own softmax of the same scores; row 0 is empty). ``diag (..., T)`` is ``A_tt`` for ``shared_self``,
+    whose diagonal couples a token to itself as its own successor (not an edge to a successor), else None.
+    """
+    strict = torch.tril(attn, diagonal=-1)
+    if delay_mask == "shared_zero_diag":
+        return strict, None
+    if delay_mask == "shared_self":
+        return strict, torch.diagonal(attn, dim1=-2, dim2=-1)
+    if delay_mask == "separate_strict":
+        total = strict.sum(-1, keepdim=True)
+        safe = torch.where(total > 0, total, torch.ones_like(total))
+        return torch.where(total > 0, strict / safe, torch.zeros_like(strict)), None
+    raise ValueError(f"unknown delay_mask {delay_mask!r}")
+
+
 def transitions(theta: torch.Tensor) -> torch.Tensor:
     """The data's transitions ``Delta_u = theta_{u+1} - theta_u`` along positions (dim -2) (spec §4 step 2).
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsnlab.models.config import TransformerConfig
+from fsnlab.models.attention import attention_weights
 from fsnlab.models.hooks import HookPoint
 
 
@@ -62,9 +63,7 @@ class CausalSelfAttention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         if self.hook_attn.active:
-            scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
-            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            self.hook_attn(scores.masked_fill(~mask, float("-inf")).softmax(-1))
+            self.hook_attn(attention_weights(q / math.sqrt(q.shape[-1]), k))
         return self.wo(y.transpose(1, 2).reshape(B, T, C))
 
 

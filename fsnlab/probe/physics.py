@@ -20,6 +20,7 @@ import torch
 
 from fsnlab.models.kernel import (
     complex_mul,
+    delay_weights,
     delay_frustration,
     harmonic_features,
     sakaguchi_coupling,
@@ -69,21 +70,6 @@ def top_k(weights: torch.Tensor, k: int, causal: bool) -> tuple[np.ndarray, np.n
     return values.numpy().astype(np.float32), indices.numpy().astype(np.int32)
 
 
-def delay_weights(attn: torch.Tensor, delay_mask: str) -> torch.Tensor:
-    """The weights ``W_{t,u}`` (``u < t``) with which the delay term couples ``t`` to ``u``'s successor.
-
-    ``attn (..., T, T)`` is the layer's softmax ``A``. ``shared_zero_diag`` and ``shared_self``: ``A``
-    strictly below the diagonal (``shared_self``'s diagonal term, the token coupled to itself, is not
-    an edge to a successor and is added separately by :func:`delay_identity`). ``separate_strict``: the
-    delay term has its own softmax over ``u < t`` with the same scores, i.e. those rows renormalised.
-    """
-    w = torch.tril(attn, diagonal=-1)
-    if delay_mask == "separate_strict":
-        total = w.sum(-1, keepdim=True)
-        w = torch.where(total > 0, w / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(w))
-    return w
-
-
 @dataclass
 class IdentityResult:
     """Per-window results of :func:`delay_identity` (numpy, float64)."""
@@ -126,7 +112,7 @@ def delay_identity(
     N = d.shape[-1]
     th = theta[:, :P].double()
     a = attn[:, :, :P, :P].double()
-    w = delay_weights(a, delay_mask)
+    w, _ = delay_weights(a, delay_mask)  # shared_self's diagonal is added separately below
     d = d.to(torch.complex128)
     heads = th.reshape(B, P, H, Dh).transpose(1, 2)  # (B, H, P, Dh)
     d_heads = d.reshape(H, Dh, N)
