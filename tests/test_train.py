@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -184,3 +186,22 @@ def test_cuda_run_uses_fused_adamw_and_bf16(tmp_path):
     assert all(g["fused"] for g in ckpt["optimizer"]["param_groups"])
     assert math.isfinite(result.val.bpc)
     resume(tmp_path / "run", {"device": "cuda"}, quiet=True)  # a finished run: nothing to do
+
+
+def test_stop_signal_checkpoints_at_the_step_boundary_and_resumes_exactly(tmp_path, monkeypatch):
+    config = TrainConfig(preset="transformer-tiny", max_steps=6, log_interval=1, **TINY)
+    train(config, tmp_path / "straight", quiet=True)
+    real = Trainer._forward_loss
+
+    def signalled(self, x, y):
+        if self.step == 2:  # during step 3
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_forward_loss", signalled)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", quiet=True)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "run")["step"] == 3
+    resume(tmp_path / "run", quiet=True)
+    assert losses(tmp_path / "run") == losses(tmp_path / "straight")

@@ -55,37 +55,82 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--preset", help=f"model preset, see `fsnlab models` (default: {d.preset})")
-    p.add_argument("--data", metavar="SPEC", help=f"corpus: embedded, enwik8:PATH, code, code:DIR, text:PATH (default: {d.data})")
-    p.add_argument("--epochs", type=float, metavar="E", help="train for E epochs (converted to steps via tokens per step)")
-    p.add_argument("--max-steps", type=int, metavar="S", help=f"train for S optimizer steps; overrides --epochs (default: {d.max_steps})")
+    p.add_argument(
+        "--data", metavar="SPEC",
+        help=f"corpus: embedded, enwik8:PATH, code, code:DIR, text:PATH (default: {d.data})",
+    )
+    p.add_argument(
+        "--epochs", type=float, metavar="E",
+        help="train for E epochs (converted to steps via tokens per step)",
+    )
+    p.add_argument(
+        "--max-steps", type=int, metavar="S",
+        help=f"train for S optimizer steps; overrides --epochs (default: {d.max_steps})",
+    )
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<preset>-<timestamp>)")
     p.add_argument("--seed", type=int, help=f"seed of model init and data stream (default: {d.seed})")
     p.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default: {d.device})")
-    p.add_argument("--batch-size", type=int, metavar="B", help=f"sequences per micro-step per process (default: {d.batch_size})")
+    p.add_argument(
+        "--batch-size", type=int, metavar="B",
+        help=f"sequences per micro-step per process (default: {d.batch_size})",
+    )
     p.add_argument("--context-length", type=int, metavar="T", help="context length, overriding the preset's")
-    p.add_argument("--lr", type=float, help=f"peak learning rate; 2%% warmup, cosine to 10%% (default: {d.lr:g})")
-    p.add_argument("--angle-lr-scale", type=float, metavar="X", help=f"LR multiplier for phase tables (default: {d.angle_lr_scale:g})")
-    p.add_argument("--eval-interval", type=int, metavar="N", help="also evaluate and checkpoint every N steps (default: epochs and end only)")
-    p.add_argument("--eval-bytes", type=int, metavar="N", help="evaluate on the first N bytes of the val split (default: all of it)")
-    p.add_argument("--log-interval", type=int, metavar="N", help=f"steps between training-loss records (default: {d.log_interval})")
-    p.add_argument("--grad-accum", type=int, metavar="N", help=f"micro-steps per optimizer step (default: {d.grad_accum})")
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model (weights are saved uncompiled)")
-    p.add_argument("--keep", type=int, metavar="K", help=f"step checkpoints to keep besides checkpoint.pt and best.pt (default: {d.keep})")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (or from one of its checkpoint files) exactly")
+    p.add_argument(
+        "--lr", type=float,
+        help=f"peak learning rate; 2%% warmup, cosine to 10%% (default: {d.lr:g})",
+    )
+    p.add_argument(
+        "--angle-lr-scale", type=float, metavar="X",
+        help=f"LR multiplier for phase tables (default: {d.angle_lr_scale:g})",
+    )
+    p.add_argument(
+        "--eval-interval", type=int, metavar="N",
+        help="also evaluate and checkpoint every N steps (default: epochs and end only)",
+    )
+    p.add_argument(
+        "--eval-bytes", type=int, metavar="N",
+        help="evaluate on the first N bytes of the val split (default: all of it)",
+    )
+    p.add_argument(
+        "--log-interval", type=int, metavar="N",
+        help=f"steps between training-loss records (default: {d.log_interval})",
+    )
+    p.add_argument(
+        "--grad-accum", type=int, metavar="N",
+        help=f"micro-steps per optimizer step (default: {d.grad_accum})",
+    )
+    p.add_argument(
+        "--compile", action="store_true", default=None,
+        help="torch.compile the model (weights are saved uncompiled)",
+    )
+    p.add_argument(
+        "--keep", type=int, metavar="K",
+        help=f"step checkpoints to keep besides checkpoint.pt and best.pt (default: {d.keep})",
+    )
+    p.add_argument(
+        "--resume", metavar="RUN_DIR",
+        help="continue the run in RUN_DIR (or from one of its checkpoint files) exactly",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar; plain log lines instead")
     p.set_defaults(handler=_train)
 
     p = subparsers.add_parser(
         "eval",
         help="bits per byte of a checkpoint on a corpus split",
-        description="Evaluate a checkpoint (a file, or a run directory meaning its checkpoint.pt) in bits per byte "
-        "over a whole split, with non-overlapping windows of the model's context length.",
+        description="Evaluate a checkpoint (a file, or a run directory meaning its checkpoint.pt) in bits "
+        "per byte over a whole split, with non-overlapping windows of the model's context length.",
     )
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or run directory")
-    p.add_argument("--data", metavar="SPEC", help="corpus spec (default: the one the checkpoint was trained on)")
+    p.add_argument(
+        "--data", metavar="SPEC",
+        help="corpus spec (default: the one the checkpoint was trained on)",
+    )
     p.add_argument("--split", choices=("val", "test"), default="val", help="split to evaluate (default: val)")
     p.add_argument("--eval-bytes", type=int, metavar="N", help="only the first N bytes of the split")
-    p.add_argument("--batch-size", type=int, default=32, metavar="B", help="windows per forward pass (default: 32)")
+    p.add_argument(
+        "--batch-size", type=int, default=32, metavar="B",
+        help="windows per forward pass (default: 32)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a line of text")
     p.set_defaults(handler=_eval)
@@ -99,7 +144,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or run directory")
     p.add_argument("--prompt", default="\n", metavar="TEXT", help="text to continue (default: a newline)")
     p.add_argument("--length", type=int, default=256, metavar="N", help="bytes to generate (default: 256)")
-    p.add_argument("--temperature", type=float, default=1.0, metavar="T", help="softmax temperature; 0 = greedy (default: 1)")
+    p.add_argument(
+        "--temperature", type=float, default=1.0, metavar="T",
+        help="softmax temperature; 0 = greedy (default: 1)",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.set_defaults(handler=_sample)
@@ -120,10 +168,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    given: dict[str, Any] = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
+    given: dict[str, Any] = {n: getattr(args, n) for n in _CONFIG_OPTIONS if getattr(args, n) is not None}
     if args.resume:
         if args.out:
-            raise ConfigError("--out cannot be combined with --resume: a resumed run continues in its own directory")
+            raise ConfigError("--out cannot be combined with --resume: a resumed run stays in its directory")
         result = resume(args.resume, given, quiet=args.quiet)
     else:
         if "epochs" in given:
@@ -142,14 +190,16 @@ def _eval(args: argparse.Namespace) -> int:
     model = model_from_checkpoint(ckpt).to(device)
     spec = args.data or ckpt["train_config"]["data"]
     corpus = load_corpus(spec)
-    result = evaluate(model, corpus.split(args.split), batch_size=args.batch_size, device=device, max_bytes=args.eval_bytes)
+    split = corpus.split(args.split)
+    result = evaluate(model, split, batch_size=args.batch_size, device=device, max_bytes=args.eval_bytes)
     path = resolve_checkpoint(args.checkpoint)
     if args.json:
         record = {"checkpoint": str(path), "step": ckpt["step"], "data": spec, "split": args.split,
                   "bpc": result.bpc, "nats": result.nats, "targets": result.targets}
         print(json.dumps(record))
     else:
-        print(f"{args.split} bpc {result.bpc:.4f} (nats {result.nats:.4f}, {result.targets:,} bytes of {spec}) | {path} step {ckpt['step']}")
+        scored = f"nats {result.nats:.4f}, {result.targets:,} bytes of {spec}"
+        print(f"{args.split} bpc {result.bpc:.4f} ({scored}) | {path} step {ckpt['step']}")
     return 0
 
 

@@ -54,7 +54,8 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         ckpt = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for truncated, corrupt or unsafe files
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise CheckpointError(f"cannot read checkpoint {file}: corrupt, truncated or not a checkpoint ({reason})") from None
+        problem = "corrupt, truncated or not a checkpoint"
+        raise CheckpointError(f"cannot read checkpoint {file}: {problem} ({reason})") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         raise CheckpointError(f"{file} is not an fsnlab checkpoint (missing keys)")
     if ckpt["format_version"] > FORMAT_VERSION:

@@ -29,11 +29,11 @@ class TrainConfig:
     seed: int = 0  # model init, data stream; every run is reproducible from it (OQ-28)
     device: str = "auto"  # auto | cpu | cuda | cuda:N; under torchrun each rank uses cuda:LOCAL_RANK
     context_length: int | None = None  # T; None keeps the preset's (OQ-20)
-    batch_size: int = 32  # sequences per micro-step *per process* (OQ-21)
+    batch_size: int = 16  # sequences per micro-step *per process* (OQ-21; the spec's protocol: 64)
     grad_accum: int = 1  # micro-steps per optimizer step
-    max_steps: int | None = 600  # optimizer steps; overrides epochs when both are set
+    max_steps: int | None = 500  # optimizer steps; overrides epochs when both are set
     epochs: float | None = None  # one epoch = as many tokens as the train split has bytes (OQ-21)
-    lr: float = 1e-2  # peak learning rate (spec §7.2 sweeps {1e-3, 2e-3, 3e-3, 5e-3} at 1M)
+    lr: float = 1e-2  # peak LR; good for short CPU runs (spec §7.2 sweeps {1e-3, 2e-3, 3e-3, 5e-3} at 1M)
     angle_lr_scale: float = 1.0  # LR multiplier for phase tables (embedding, mode phases) (OQ-25)
     warmup_frac: float = 0.02  # linear warmup over this fraction of the steps (OQ-24)
     min_lr_ratio: float = 0.1  # cosine decay ends at this fraction of the peak (OQ-24)

@@ -24,14 +24,17 @@ class Progress:
     def __init__(self, total: int, initial: int, *, quiet: bool, enabled: bool) -> None:
         self.total = total
         self.enabled = enabled
-        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True) if enabled and not quiet else None
+        show_bar = enabled and not quiet
+        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True) if show_bar else None
 
     def step(self, step: int) -> None:
         """Optimizer step ``step`` (1-based) has finished."""
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
 
-    def train_stats(self, step: int, loss: float, bpc: float, lr: float, tokens_per_s: float, eta_s: float) -> None:
+    def train_stats(
+        self, step: int, loss: float, bpc: float, lr: float, tokens_per_s: float, eta_s: float
+    ) -> None:
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.4f}", bpc=f"{bpc:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
         else:

@@ -81,7 +81,7 @@ def train(
     config.validate()
     run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config.preset)
     if (run_dir / "checkpoint.pt").exists():
-        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
     with _distributed(config.device) as (ctx, device):
         return Trainer(config, run_dir, ctx, device, quiet=quiet).run(stop_at)
 
@@ -226,6 +226,7 @@ class Trainer:
             self.metrics.truncate_after(self.step)
             _write_json(self.run_dir / f"environment-resume-{self.step}.json", env)
             return
+        self.metrics.path.unlink(missing_ok=True)  # left by an attempt that failed before its first checkpoint
         _write_json(self.run_dir / "environment.json", env)
         _write_json(
             self.run_dir / "config.json",
@@ -258,7 +259,7 @@ class Trainer:
         try:
             with _StopSignals() as stop:
                 while self.step < end:
-                    stop_requested = self._train_step(stop.requested)
+                    stop_requested = self._train_step(stop)
                     progress.step(self.step)
                     if self.step % self.config.log_interval == 0 or self.step == self.total_steps:
                         self._log_train(progress)
@@ -268,7 +269,7 @@ class Trainer:
                     elif self.step == end or stop_requested:
                         self._save(is_best=False)
                     if stop_requested:
-                        progress.write(f"stopped at step {self.step}; continue with: fsnlab train --resume {self.run_dir}")
+                        progress.write(f"stopped at step {self.step}; continue: fsnlab train --resume {self.run_dir}")
                         raise KeyboardInterrupt
         finally:
             progress.close()
@@ -283,9 +284,10 @@ class Trainer:
             logits = self.module(x)
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
 
-    def _train_step(self, stop_requested: bool) -> bool:
-        """One optimizer step. Returns whether any rank asked to stop. Raises TrainingError, before
-        touching the weights, if the loss or gradient norm is not finite."""
+    def _train_step(self, stop: "_StopSignals") -> bool:
+        """One optimizer step. Returns whether a stop signal reached any rank by the end of its
+        backward pass. Raises TrainingError, before touching the weights, if the loss or gradient
+        norm is not finite."""
         accum = self.config.grad_accum
         loss_total = torch.zeros((), device=self.device)
         for micro in range(accum):
@@ -297,15 +299,16 @@ class Trainer:
             loss_total += loss.detach()
         max_norm = self.config.grad_clip or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        stats = torch.stack([loss_total, grad_norm.to(loss_total), torch.tensor(float(stop_requested), device=self.device)])
+        stop_flag = torch.tensor(float(stop.requested), device=self.device)
+        stats = torch.stack([loss_total, grad_norm.to(loss_total), stop_flag])
         loss_sum, norm_sum, stops = all_reduce_sum(stats, self.ctx).tolist()
         loss_value, norm = loss_sum / self.ctx.world_size, norm_sum / self.ctx.world_size
         if not (math.isfinite(loss_value) and math.isfinite(norm)):
             self.optimizer.zero_grad(set_to_none=True)
-            kept = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
+            what = "loss" if not math.isfinite(loss_value) else "gradient norm"
+            kept = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint yet"
             raise TrainingError(
-                f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient norm'} at step {self.step + 1} "
-                f"(loss {loss_value}); stopping, {kept}; try a lower --lr"
+                f"non-finite {what} at step {self.step + 1} (loss {loss_value}); stopped, {kept}; try a lower --lr"
             )
         self.lr = lr_at(self.step, self.total_steps, self.config)
         set_lr(self.optimizer, self.lr)
@@ -343,8 +346,9 @@ class Trainer:
         self.loss_sum, self.loss_count = 0.0, 0
         steps_left = self.total_steps - self.step
         eta = steps_left * self.tokens_per_step / max(tokens_per_s, 1e-9)
-        progress.train_stats(self.step, loss, loss / math.log(2), self.lr, tokens_per_s, eta)
-        self._record({"event": "train", "lr": self.lr, "loss": loss, "bpc": loss / math.log(2), "tokens_per_s": tokens_per_s})
+        bpc = loss / math.log(2)
+        progress.train_stats(self.step, loss, bpc, self.lr, tokens_per_s, eta)
+        self._record({"event": "train", "lr": self.lr, "loss": loss, "bpc": bpc, "tokens_per_s": tokens_per_s})
         self._mark_window()
 
     def _evaluate(self, progress: Progress) -> None:
@@ -359,7 +363,9 @@ class Trainer:
             f"step {self.step}: val bpc {result.bpc:.4f} (nats {result.nats:.4f}, {result.targets:,} bytes)"
             f"{' (best)' if self.best_step == self.step else ''}"
         )
-        self._record({"event": "eval", "split": "val", "val_bpc": result.bpc, "val_nats": result.nats, "eval_targets": result.targets})
+        self._record(
+            {"event": "eval", "split": "val", "val_bpc": result.bpc, "val_nats": result.nats, "eval_targets": result.targets}
+        )
 
     def _save(self, is_best: bool) -> None:
         if self.ctx.is_main:
@@ -391,8 +397,9 @@ class Trainer:
 
 
 class _StopSignals:
-    """Turns SIGINT/SIGTERM into a request to stop at the next step boundary (main thread only);
-    a second SIGINT interrupts at once."""
+    """Turns SIGINT/SIGTERM into a request to stop at the next step boundary (main thread only;
+    signals the parent set to be ignored, as ``nohup`` does, stay ignored); a second SIGINT
+    interrupts at once."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -406,7 +413,8 @@ class _StopSignals:
     def __enter__(self) -> "_StopSignals":
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
