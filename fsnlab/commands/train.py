@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "  fsnlab train --resume runs/fsn-small-20250101-120000"
         ),
     )
-    p.add_argument("--preset", help=f"model preset, see `fsnlab models` (default: {d.preset})")
+    p.add_argument("--preset", help=f"model preset, see `fsnlab presets` (default: {d.preset})")
     p.add_argument(
         "--data", metavar="SPEC",
         help=f"corpus: embedded, enwik8:PATH, code, code:DIR, text:PATH (default: {d.data})",
@@ -75,6 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"sequences per micro-step per process (default: {d.batch_size})",
     )
     p.add_argument("--context-length", type=int, metavar="T", help="context length, overriding the preset's")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="override a model config field of the preset, e.g. --model kernel=base --model n_harmonics=2 "
+        "(repeatable; values are parsed as JSON when they can be, else taken as strings; see docs/models.md)",
+    )
     p.add_argument(
         "--lr", type=float,
         help=f"peak learning rate; 2%% warmup, cosine to 10%% (default: {d.lr:g})",
@@ -169,6 +176,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     given: dict[str, Any] = {n: getattr(args, n) for n in _CONFIG_OPTIONS if getattr(args, n) is not None}
+    if args.model:
+        given["model_overrides"] = parse_overrides(args.model)
     if args.resume:
         if args.out:
             raise ConfigError("--out cannot be combined with --resume: a resumed run stays in its directory")
@@ -225,3 +234,17 @@ def _check_positive(args: argparse.Namespace, *names: str) -> None:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["kernel=base", "n_harmonics=2"]`` -> ``{"kernel": "base", "n_harmonics": 2}`` (JSON values where valid)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model expects FIELD=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = raw
+    return overrides

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fsnlab.errors import ConfigError
@@ -29,6 +29,7 @@ class TrainConfig:
     seed: int = 0  # model init, data stream; every run is reproducible from it (OQ-28)
     device: str = "auto"  # auto | cpu | cuda | cuda:N; under torchrun each rank uses cuda:LOCAL_RANK
     context_length: int | None = None  # T; None keeps the preset's (OQ-20)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # model config fields over the preset's (e.g. kernel)
     batch_size: int = 16  # sequences per micro-step *per process* (OQ-21; the spec's protocol: 64)
     grad_accum: int = 1  # micro-steps per optimizer step
     max_steps: int | None = 500  # optimizer steps; overrides epochs when both are set
@@ -59,6 +60,8 @@ class TrainConfig:
         for name in ("eval_interval", "keep"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+        if not isinstance(self.model_overrides, dict):
+            raise ConfigError("model_overrides must be a mapping of model config fields to values")
         if self.max_steps is None and self.epochs is None:
             raise ConfigError("give a training length: epochs or max_steps")
         if self.epochs is not None and not (self.epochs > 0 and math.isfinite(self.epochs)):

@@ -141,7 +141,9 @@ class Trainer:
         self.config, self.run_dir, self.ctx, self.device, self.quiet = config, run_dir, ctx, device, quiet
         seed_everything(config.seed)
         if checkpoint is None:
-            overrides = {"context_length": config.context_length} if config.context_length else {}
+            overrides = dict(config.model_overrides)
+            if config.context_length:
+                overrides["context_length"] = config.context_length
             self.model = build_model(config.preset, **overrides)
         else:
             self.model = model_from_checkpoint(checkpoint)
