@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -28,6 +27,7 @@ import torch
 
 from fsnlab import __version__, build_model
 from fsnlab.data import load_corpus
+from fsnlab.train.environment import cpu_name, git_commit
 from fsnlab.probe import DEFAULT_IDENTITY_POSITIONS, ProbeOptions, ProbeText, load_probe_model, write_probe
 
 LIMIT_MB = 2048
@@ -42,24 +42,6 @@ def peak_rss_mb() -> float:
 
 def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit() -> str | None:
-    try:
-        from fsnlab.train.environment import git_commit as commit
-    except ImportError:
-        return None
-    return commit()
 
 
 def main() -> int:

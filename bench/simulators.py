@@ -15,35 +15,16 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fsnlab.train.environment import cpu_name, git_commit
 from fsnlab.dynamics import OscillatorSystem, natural_frequencies, simulate, simulate_torch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "simulators.jsonl"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def time_run(fn, min_seconds: float) -> tuple[float, int]:
@@ -103,7 +84,7 @@ def main() -> None:
 
         record = {
             "bench": "simulators", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "commit": commit(), "device": cpu_name(), "cpu_count": os.cpu_count(),
+            "commit": git_commit() or "unknown", "device": cpu_name(), "cpu_count": os.cpu_count(),
             "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "torch": torch.__version__, "numba": numba.__version__, "numpy": np.__version__,
             "torch_threads": default_threads, "cuda_device": torch.cuda.get_device_name() if args.device and "cuda" in args.device else None,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -34,21 +33,15 @@ sys.path.insert(0, str(ROOT))
 
 from fsnlab.models import FSNConfig, build_model, parameter_breakdown  # noqa: E402
 from fsnlab.models.fsn import FSNAttention  # noqa: E402
+from fsnlab.train.environment import cpu_name, git_commit  # noqa: E402
 
 FAMILIES = ("fsn", "fsn-mf", "ka", "transformer")
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    return f"{cpu_name()} ({torch.get_num_threads()} threads)"
 
 
 def _sync(device: torch.device) -> None:
