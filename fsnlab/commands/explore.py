@@ -1,0 +1,80 @@
+"""``fsnlab explore``: open a probe dataset in the phase explorer (a local Dash web app).
+
+The app lives in ``apps/explorer`` (its own package; fsnlab never imports it at module level): it is
+imported inside the handler, so ``fsnlab --help`` works without dash or plotly installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from fsnlab.errors import FsnlabError
+
+DESCRIPTION = """\
+Open a probe dataset (written by `fsnlab probe`, .zarr or .nc) or a folder of them in the phase
+explorer, a web app that shows the network as a dynamical system: token phases on the circle
+animated layer by layer, the selected token's couplings and the successors the delay term pulls it
+toward, order parameters (R, psi, Daido |Z_n|), the learned coupling function and its decomposition
+into Kuramoto-Sakaguchi angles and Daido harmonics, the data's frustration angles, the delay
+identity term by term for the selected token, and the per-token loss. See docs/explorer.md.
+
+The server listens on 127.0.0.1 only, unless --host says otherwise, and reads only probe files under
+the given folder. It never runs in debug mode."""
+
+EPILOG = """\
+examples:
+  fsnlab explore p.zarr                         # opens the browser at http://127.0.0.1:8050/
+  fsnlab explore probes/ --port 8060            # every .zarr / .nc under probes/
+  fsnlab explore p.nc --no-browser --port 0     # a free port; the URL is printed (servers, ssh -L)
+needs the app extra: pip install 'fsnlab[app]' (dash, plotly)"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``explore`` subcommand."""
+    p = subparsers.add_parser(
+        "explore",
+        help="open a probe dataset in the phase explorer (local web app)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("probe", metavar="PROBE", help="a probe file (.zarr or .nc, from fsnlab probe) or a folder of them")
+    p.add_argument("--port", type=int, default=8050, metavar="P", help="port to listen on (default: 8050; 0 = any free port)")
+    p.add_argument("--host", default="127.0.0.1", metavar="H",
+                   help="address to listen on (default: 127.0.0.1, this machine only); 0.0.0.0 exposes the app to the network")
+    p.add_argument("--no-browser", action="store_true", help="do not open a web browser (e.g. on a server)")
+    p.set_defaults(handler=run_explore)
+
+
+def load_app_package():
+    """Import :mod:`apps.explorer`. ``apps/`` sits next to the ``fsnlab`` package in a source checkout
+    and is not installed as a package, so when it is not importable from ``sys.path`` the checkout's
+    root is added."""
+    try:
+        import dash  # noqa: F401
+        import plotly  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise FsnlabError(f"the explorer needs {exc.name}: pip install 'fsnlab[app]'") from None
+    try:
+        return importlib.import_module("apps.explorer")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("apps", "apps.explorer"):
+            raise
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "apps" / "explorer" / "__init__.py").is_file():
+        raise FsnlabError("the explorer app (apps/explorer) is not available: run fsnlab explore from a source checkout")
+    sys.path.insert(0, str(root))
+    sys.modules.pop("apps", None)
+    return importlib.import_module("apps.explorer")
+
+
+def run_explore(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise FsnlabError(f"--port must be in 0..65535, got {args.port}")
+    explorer = load_app_package()
+    app = explorer.create_app(args.probe)  # one-line errors: missing path, not a probe, empty folder
+    explorer.serve(app, host=args.host, port=args.port, open_browser=not args.no_browser)  # port in use: one line
+    return 0

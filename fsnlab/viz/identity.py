@@ -1,0 +1,375 @@
+"""The delay identity (spec §4), term by term for one token, and the whole-run residual table.
+
+For token t, layer ℓ, coordinate i (owned by head h) and harmonic n, each attended key u < t
+contributes to the delay term
+
+    successor form (the network's way):   W_{t,u} Im(d_n e^{in(θ_{u+1} − θ_t)})
+    Kuramoto–Sakaguchi form:              W_{t,u} |d_n| sin(n(θ_u − θ_t) − α_{u,n}),  α_{u,n} = −(nΔ_u + arg d_n)
+
+with Δ_u = θ_{u+1} − θ_u the data's transition. Both are evaluated, edge by edge, by the kernel
+module's own functions (:func:`fsnlab.models.kernel.successor_coupling`,
+:func:`~fsnlab.models.kernel.sakaguchi_coupling`, :func:`~fsnlab.models.kernel.delay_frustration`,
+:func:`~fsnlab.models.kernel.transitions`), in float64 on the phases the probe stored for the layer's
+input, with the weights W from the probe's top-k couplings (``attn_topk_*``). So the page shows the
+k strongest terms and their partial sums; the full sum as the network computed it (from its order
+parameter Z¹, :func:`~fsnlab.models.kernel.tangent_projection`) and the probe's exact whole-run
+residual (``delay_identity_*``) are shown next to them.
+
+Nothing here re-derives the kernel's physics: :func:`token_identity` only slices the dataset into
+the functions' inputs (one three-position window ``[θ_u, θ_{u+1}, θ_t]`` per edge) and reads their outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from fsnlab.dynamics.circular import wrap
+from fsnlab.models.kernel import (
+    complex_mul,
+    delay_frustration,
+    harmonic_features,
+    sakaguchi_coupling,
+    successor_coupling,
+    tangent_projection,
+    transitions,
+)
+from fsnlab.viz.common import (
+    VizError,
+    base_layout,
+    circle_axes,
+    display_char,
+    go,
+    has_phases,
+    input_stage,
+    kernel_group_dim,
+    kernel_index,
+    model_config,
+    osc_head,
+    require,
+    sample_index,
+    sample_label,
+    unit_circle,
+    values,
+)
+
+
+@dataclass
+class IdentityTerm:
+    """One attended key's contribution to the delay term, both ways."""
+
+    rank: int  # rank k in the probe's top-k (0 = strongest)
+    u: int  # attended position
+    succ: int  # its successor's position (u + 1; t itself for the shared_self diagonal)
+    attention: float  # A_{t,u}
+    weight: float  # W_{t,u}, the delay term's weight on this edge
+    char_u: str
+    char_succ: str
+    theta_u: float
+    theta_succ: float
+    delta: float  # Δ_u = θ_{u+1} − θ_u, wrapped to [−π, π)
+    alpha: float  # α_{u,n} = −(nΔ_u + arg d_n), wrapped to [−π, π)
+    successor: float  # W Im(d e^{in(θ_{u+1} − θ_t)})
+    sakaguchi: float  # W |d| sin(n(θ_u − θ_t) − α)
+    control: float  # W |d| sin(n(θ_u − θ_t)): the same with α = 0 (a wrong angle)
+
+
+@dataclass
+class TokenIdentity:
+    """The delay identity for one token, layer, coordinate and harmonic, term by term."""
+
+    sample: int
+    layer: int
+    pos: int
+    osc: int
+    head: int
+    harmonic: int
+    theta_t: float
+    d: complex
+    delay_mask: str
+    top_k: int
+    terms: list[IdentityTerm] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    complete: bool = False  # the top-k holds every key u <= t: the partial sums are the full sums
+    approximate_weights: bool = False  # separate_strict without A_tt: W normalised over the shown keys
+    network: float | None = None  # Im(e^{-in θ_t} d_n Z¹_{t,n}) from the probe's Z1: the full delay term
+    probe_residual: float | None = None  # delay_identity_residual (sample, layer, harmonic)
+    probe_control: float | None = None  # delay_identity_control (sample, layer, harmonic)
+    probe_positions: int | None = None  # the queries t < P the probe checked
+
+    @property
+    def successor_sum(self) -> float:
+        return float(sum(x.successor for x in self.terms))
+
+    @property
+    def sakaguchi_sum(self) -> float:
+        return float(sum(x.sakaguchi for x in self.terms))
+
+    @property
+    def control_sum(self) -> float:
+        return float(sum(x.control for x in self.terms))
+
+    @property
+    def residual(self) -> float:
+        """|successor sum − Kuramoto–Sakaguchi sum| over the shown terms (rounding level)."""
+        return abs(self.successor_sum - self.sakaguchi_sum)
+
+    @property
+    def max_term_residual(self) -> float:
+        return max((abs(x.successor - x.sakaguchi) for x in self.terms), default=0.0)
+
+    @property
+    def control_residual(self) -> float:
+        """|successor sum − sum with α = 0|: what a wrong frustration angle gives (not small)."""
+        return abs(self.successor_sum - self.control_sum)
+
+    @property
+    def covered_weight(self) -> float:
+        return float(sum(x.weight for x in self.terms))
+
+    def targets(self) -> list[float]:
+        """Per term, the phase this term alone would lock θ_t to: θ_u − α_{u,n}/n, wrapped."""
+        n = self.harmonic
+        return [float(wrap(x.theta_u - x.alpha / n)) for x in self.terms]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Table rows: one per term with running partial sums of both forms."""
+        out, acc_s, acc_k = [], 0.0, 0.0
+        for x in self.terms:
+            acc_s += x.successor
+            acc_k += x.sakaguchi
+            out.append({
+                "k": x.rank, "u": x.u, "u+1": x.succ,
+                "chars": f"{display_char(x.char_u)}→{display_char(x.char_succ)}",
+                "A": x.attention, "W": x.weight, "Δ_u": x.delta, "α_u": x.alpha,
+                "successor": x.successor, "sakaguchi": x.sakaguchi, "difference": x.successor - x.sakaguchi,
+                "Σ successor": acc_s, "Σ sakaguchi": acc_k,
+            })
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "successor_sum": self.successor_sum, "sakaguchi_sum": self.sakaguchi_sum, "residual": self.residual,
+            "max_term_residual": self.max_term_residual, "control_sum": self.control_sum,
+            "control_residual": self.control_residual, "network": self.network, "complete": self.complete,
+            "covered_weight": self.covered_weight, "probe_residual": self.probe_residual, "probe_control": self.probe_control,
+        }
+
+
+def has_delay(ds: Any) -> bool:
+    """True when the probed kernel has a delay term (``delay`` dim of length 2)."""
+    return has_phases(ds) and "kernel_real" in ds.variables and int(ds.sizes.get("delay", 1)) >= 2
+
+
+def token_identity(ds: Any, sample: int, layer: int, pos: int, harmonic: int = 1, osc: int = 0) -> TokenIdentity:
+    """Evaluate the delay identity for token ``pos`` edge by edge over its top-k attended keys.
+
+    ``harmonic`` is the order n (1-based); ``osc`` the phase coordinate (its head is ``osc_head``).
+    Needs a probe of a delay kernel made with ``--attention``.
+    """
+    if not has_delay(ds):
+        raise VizError("the delay identity needs a probe of a kernel with a delay term ('+delay' or 'full')")
+    require(ds, "attn_topk_index", "attn_topk_weight", what="the per-token identity")
+    s = sample_index(ds, sample)
+    L, T, D = ds.sizes["layer"], ds.sizes["pos"], ds.sizes["osc"]
+    harmonics = [int(v) for v in ds["harmonic"].values]
+    if not 0 <= layer < L or not 0 <= pos < T or not 0 <= osc < D or harmonic not in harmonics:
+        raise VizError(f"out of range: layer {layer} (L={L}), pos {pos} (T={T}), osc {osc} (D={D}), harmonic {harmonic} ({harmonics})")
+    j = harmonics.index(harmonic)
+    n = int(harmonic)
+    head = osc_head(ds, osc)
+    group = kernel_index(ds, osc)
+    gdim = kernel_group_dim(ds)
+    ksel = {"layer": layer, "delay": 1, gdim: group, "harmonic": j}
+    d_val = complex(float(values(ds["kernel_real"].isel(ksel))), float(values(ds["kernel_imag"].isel(ksel))))
+    theta = values(ds["theta"].isel(sample=s, stage=input_stage(ds, layer), osc=osc)).astype(np.float64)  # (T,)
+    chars = [str(c) for c in values(ds["char"].isel(sample=s))]
+    tsel = {"sample": s, "layer": layer, "head": head, "pos": pos}
+    keys = values(ds["attn_topk_index"].isel(tsel)).astype(np.int64)
+    attn = values(ds["attn_topk_weight"].isel(tsel)).astype(np.float64)
+    delay_mask = str(model_config(ds).get("delay_mask", "shared_zero_diag"))
+
+    out = TokenIdentity(sample=sample_label(ds, s), layer=layer, pos=pos, osc=osc, head=head, harmonic=n, theta_t=float(theta[pos]),
+                        d=d_val, delay_mask=delay_mask, top_k=int(keys.size))
+    valid = keys >= 0
+    out.complete = int(valid.sum()) >= pos + 1  # every visible key u <= t is among the top-k
+    diag = attn[valid & (keys == pos)]
+    a_tt = float(diag[0]) if diag.size else None
+    edges: list[tuple[int, int, int, float, float]] = []  # (rank, u, successor, A, W)
+    strict_sum = float(attn[valid & (keys < pos)].sum())
+    for rank, (u, a) in enumerate(zip(keys, attn)):
+        if u < 0:
+            continue
+        if u >= pos:
+            if u == pos and delay_mask == "shared_self":
+                edges.append((rank, int(u), int(pos), float(a), float(a)))  # the token is its own successor (Δ = 0)
+            elif u == pos:
+                out.skipped.append(f"k={rank}: u = t = {pos} (the diagonal has no successor yet; A = {a:.4f})")
+            continue
+        w = float(a)
+        if delay_mask == "separate_strict":  # the delay term's own softmax over u < t: rows renormalised
+            if a_tt is not None and a_tt < 1.0:
+                w = float(a) / (1.0 - a_tt)
+            elif strict_sum > 0:
+                w = float(a) / strict_sum
+                out.approximate_weights = not out.complete
+        edges.append((rank, int(u), int(u) + 1, float(a), w))
+
+    if edges:
+        _evaluate_edges(out, edges, theta, chars, d_val, n)
+
+    if "Z_real" in ds.variables:  # the network's full delay term for this harmonic, from its own Z1
+        zsel = {"sample": s, "layer": layer, "delay": 1, "pos": pos, "osc": osc, "harmonic": j}
+        zr = torch.tensor(float(values(ds["Z_real"].isel(zsel))), dtype=torch.float64)
+        zi = torch.tensor(float(values(ds["Z_imag"].isel(zsel))), dtype=torch.float64)
+        dt = torch.tensor(d_val, dtype=torch.complex128)
+        cos_n, sin_n = harmonic_features(torch.tensor([theta[pos]], dtype=torch.float64), n)
+        w = complex_mul((dt.real, dt.imag), (zr, zi))
+        force = tangent_projection(cos_n[..., j : j + 1], sin_n[..., j : j + 1], (w[0].reshape(1, 1), w[1].reshape(1, 1)))
+        out.network = float(force[0])
+    if "delay_identity_residual" in ds.variables:
+        rsel = {"sample": s, "layer": layer, "harmonic": j}
+        out.probe_residual = float(values(ds["delay_identity_residual"].isel(rsel)))
+        out.probe_control = float(values(ds["delay_identity_control"].isel(rsel))) if "delay_identity_control" in ds else None
+        try:
+            out.probe_positions = int(ds.attrs.get("identity_positions"))
+        except (TypeError, ValueError):
+            out.probe_positions = None
+    return out
+
+
+def _evaluate_edges(out: TokenIdentity, edges: list, theta: np.ndarray, chars: list[str], d_val: complex, n: int) -> None:
+    """Both forms for every edge, through the kernel module's functions.
+
+    Each edge (t, u) becomes a three-position window ``[θ_u, θ_succ, θ_t]`` with a single weight
+    ``W[2, 0]``: :func:`successor_coupling` then reads the successor of position 0 (``θ_succ``), and
+    :func:`transitions` gives ``Δ_u = θ_succ − θ_u``, exactly as on the full sequence.
+    """
+    t = out.pos
+    E = len(edges)
+    win = torch.empty(E, 3, 1, dtype=torch.float64)
+    W = torch.zeros(E, 3, 3, dtype=torch.float64)
+    for e, (_, u, succ, _, w) in enumerate(edges):
+        win[e, :, 0] = torch.tensor([theta[u], theta[succ], theta[t]], dtype=torch.float64)
+        W[e, 2, 0] = w
+    d = torch.tensor(d_val, dtype=torch.complex128)
+    succ_form = successor_coupling(win, W, d, n)[:, 2, 0]
+    delta = transitions(win)  # (E, 3, 1); row 0 is Δ_u
+    alpha = delay_frustration(delta, d, n)
+    ks_form = sakaguchi_coupling(win, W, alpha, torch.abs(d), n)[:, 2, 0]
+    control = sakaguchi_coupling(win, W, torch.zeros_like(alpha), torch.abs(d), n)[:, 2, 0]
+    for e, (rank, u, succ, a, w) in enumerate(edges):
+        out.terms.append(IdentityTerm(
+            rank=rank, u=u, succ=succ, attention=a, weight=w,
+            char_u=chars[u], char_succ=chars[succ], theta_u=float(theta[u]), theta_succ=float(theta[succ]),
+            delta=float(wrap(float(delta[e, 0, 0]))), alpha=float(wrap(float(alpha[e, 0, 0]))),
+            successor=float(succ_form[e]), sakaguchi=float(ks_form[e]), control=float(control[e]),
+        ))
+
+
+# -- figures ----------------------------------------------------------------------------------
+
+
+def identity_terms_figure(ti: TokenIdentity) -> Any:
+    """Both forms term by term (bars) and their running partial sums (lines); the network's full
+    delay term (from Z¹) as a horizontal line."""
+    labels = [f"k={x.rank} u={x.u} '{display_char(x.char_u)}'" for x in ti.terms]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=labels, y=[x.successor for x in ti.terms], name="successor form W·Im(d e^{in(θ_u+1−θ_t)})",
+                         marker={"color": "#009E73"}))
+    fig.add_trace(go.Bar(x=labels, y=[x.sakaguchi for x in ti.terms], name="KS form W·|d| sin(n(θ_u−θ_t)−α_u)",
+                         marker={"color": "#0072B2"}))
+    fig.add_trace(go.Bar(x=labels, y=[x.control for x in ti.terms], name="control α=0 (wrong angle)",
+                         marker={"color": "#cccccc"}, visible="legendonly"))
+    fig.add_trace(go.Scatter(x=labels, y=np.cumsum([x.successor for x in ti.terms]), mode="lines+markers",
+                             name="Σ successor", line={"color": "#009E73", "dash": "dot"}))
+    fig.add_trace(go.Scatter(x=labels, y=np.cumsum([x.sakaguchi for x in ti.terms]), mode="lines+markers",
+                             name="Σ KS", line={"color": "#0072B2", "dash": "dash"}, marker={"symbol": "x"}))
+    if ti.network is not None:
+        fig.add_hline(y=ti.network, line={"color": "#000000", "width": 1, "dash": "dash"},
+                      annotation_text=f"full delay term (network, Z¹): {ti.network:+.3e}", annotation_position="top left")
+    title = (f"delay term of t={ti.pos} · layer {ti.layer} · osc {ti.osc} (head {ti.head}) · n={ti.harmonic} · "
+             f"top-{ti.top_k} terms")
+    legend = {"orientation": "h", "yanchor": "top", "y": -0.25, "xanchor": "left", "x": 0.0}
+    fig.update_layout(**base_layout(title, legend=legend), barmode="group", height=360)
+    fig.update_yaxes(title_text="contribution to θ̇_t (rad)")
+    return fig
+
+
+def identity_circle_figure(ti: TokenIdentity, chars: list[str] | None = None) -> Any:
+    """Each term's frustration on the circle: the attended token θ_u (orange), its successor θ_u+1
+    (green), and an arc from θ_u through −α_u/n to where that term alone would lock θ_t
+    (θ_u − α_u/n = θ_u+1 + arg d / n); the token θ_t is the black ring."""
+    n = ti.harmonic
+    cx, cy = unit_circle()
+    fig = go.Figure(go.Scatter(x=cx, y=cy, mode="lines", line={"color": "#cccccc", "width": 1}, hoverinfo="skip", showlegend=False))
+    targets = ti.targets()
+    for e, (x, target) in enumerate(zip(ti.terms, targets)):
+        r = 1.0 + 0.07 * (e + 1)
+        sweep = -x.alpha / n  # from θ_u to the term's locking phase
+        arc = x.theta_u + np.linspace(0.0, sweep, 40)
+        fig.add_trace(go.Scatter(
+            x=r * np.cos(arc), y=r * np.sin(arc), mode="lines+markers", showlegend=e == 0, name="frustration arc −α_u/n",
+            line={"color": "#CC79A7", "width": 1 + 4 * min(1.0, x.weight)},
+            marker={"symbol": "arrow", "size": [0] * 39 + [10], "angleref": "previous", "color": "#CC79A7"},
+            hovertext=f"k={x.rank} u={x.u}: α_u={x.alpha:+.3f} (Δ_u={x.delta:+.3f}), W={x.weight:.3f}", hoverinfo="text",
+        ))
+        fig.add_trace(go.Scatter(x=[r * math.cos(x.theta_u), math.cos(x.theta_u)], y=[r * math.sin(x.theta_u), math.sin(x.theta_u)],
+                                 mode="lines", line={"color": "#dddddd", "width": 1}, hoverinfo="skip", showlegend=False))
+    fig.add_trace(go.Scatter(
+        x=[math.cos(x.theta_u) for x in ti.terms], y=[math.sin(x.theta_u) for x in ti.terms], mode="markers+text",
+        text=[display_char(x.char_u) for x in ti.terms], textposition="bottom center", name="attended θ_u",
+        marker={"color": "#E69F00", "size": 9},
+        hovertext=[f"u={x.u} '{display_char(x.char_u)}' θ={x.theta_u:+.3f}" for x in ti.terms], hoverinfo="text",
+    ))
+    fig.add_trace(go.Scatter(
+        x=[math.cos(x.theta_succ) for x in ti.terms], y=[math.sin(x.theta_succ) for x in ti.terms], mode="markers+text",
+        text=[display_char(x.char_succ) for x in ti.terms], textposition="top center", name="successor θ_u+1",
+        marker={"color": "#009E73", "size": 9, "symbol": "square"},
+        hovertext=[f"u+1={x.succ} '{display_char(x.char_succ)}' θ={x.theta_succ:+.3f}" for x in ti.terms], hoverinfo="text",
+    ))
+    rr = [1.0 + 0.07 * (e + 1) for e in range(len(targets))]
+    fig.add_trace(go.Scatter(x=[r * math.cos(a) for r, a in zip(rr, targets)], y=[r * math.sin(a) for r, a in zip(rr, targets)],
+                             mode="markers", name="lock target θ_u − α_u/n", marker={"color": "#CC79A7", "size": 7, "symbol": "star"},
+                             hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=[math.cos(ti.theta_t)], y=[math.sin(ti.theta_t)], mode="markers", name=f"θ_t (t={ti.pos})",
+                             marker={"size": 16, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#000000"}}))
+    extent = 1.2 + 0.07 * len(ti.terms)
+    fig.update_layout(**base_layout(f"frustration angles α_u = −(nΔ_u + arg d) · n={n} · arg d={np.angle(ti.d):+.3f}",
+                                    **circle_axes(extent)), height=420)
+    return fig
+
+
+def identity_residual_table(ds: Any, sample: int | None = None) -> list[dict[str, Any]]:
+    """The probe's whole-run check (``delay_identity_*``, float64, exact sums over every edge of the
+    first ``identity_positions`` queries): one row per layer and harmonic, for one window or the
+    maximum over windows (``sample=None``)."""
+    if not has_delay(ds) or "delay_identity_residual" not in ds.variables:
+        return []
+    res = ds["delay_identity_residual"]
+    ctl = ds.get("delay_identity_control")
+    cmax = ds.get("delay_coupling_max")
+    fchk = ds.get("delay_force_check")
+
+    def reduce(da: Any) -> np.ndarray | None:
+        if da is None:
+            return None
+        da = da.isel(sample=sample_index(ds, sample)) if sample is not None else da.max("sample")
+        return values(da)
+
+    r, c, m, f = reduce(res), reduce(ctl), reduce(cmax), reduce(fchk)
+    harmonics = [int(v) for v in ds["harmonic"].values]
+    rows = []
+    for layer in range(r.shape[0]):
+        for j, n in enumerate(harmonics):
+            rows.append({
+                "layer": layer, "n": n, "residual": float(r[layer, j]),
+                "control": float(c[layer, j]) if c is not None else float("nan"),
+                "coupling_max": float(m[layer, j]) if m is not None else float("nan"),
+                "force_check": float(f[layer]) if f is not None else float("nan"),
+            })
+    return rows
