@@ -10,19 +10,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 from typing import Sequence
 
 from fsnlab import __version__
 from fsnlab.errors import FsnlabError
 
 # Subcommand modules, in the order `fsnlab --help` lists them. A module that cannot be imported
-# (e.g. an optional dependency is missing) is skipped, so the other commands keep working.
+# (e.g. an optional dependency is missing) is skipped, so the other commands keep working. Packages
+# outside fsnlab (the phase explorer in apps/) add commands through the `fsnlab.commands`
+# entry-point group, so fsnlab never imports them by name.
 COMMAND_MODULES = (
     "fsnlab.commands.train",
     "fsnlab.commands.probe",
     "fsnlab.commands.verify",
-    "fsnlab.commands.explore",
     "fsnlab.commands.models",
+    "fsnlab.commands.report",
 )
 
 
@@ -40,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name and exc.name.startswith("fsnlab.commands"):
                 continue  # command not built yet
             raise
+        module.register(subparsers)
+    for entry_point in sorted(entry_points(group="fsnlab.commands"), key=lambda ep: ep.name):
+        try:
+            module = entry_point.load()
+        except ImportError:
+            continue  # a plugin whose package is not importable here
         module.register(subparsers)
     return parser
 

@@ -21,11 +21,11 @@ pytest.importorskip("plotly")
 
 import fsnlab  # noqa: E402
 from fsnlab.cli import main  # noqa: E402
-from fsnlab.commands.explore import load_app_package  # noqa: E402
+from apps.cli import load_app_package  # noqa: E402
 from fsnlab.probe.core import write_probe  # noqa: E402
 from fsnlab.probe.options import ProbeOptions  # noqa: E402
 
-explorer_pkg = load_app_package()  # apps/ is not an installed package: found next to fsnlab/
+explorer_pkg = load_app_package()
 
 from apps.explorer import create_app, make_server  # noqa: E402
 from apps.explorer.callbacks import Callbacks, token_from_click  # noqa: E402

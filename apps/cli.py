@@ -1,15 +1,14 @@
 """``fsnlab explore``: open a probe dataset in the phase explorer (a local Dash web app).
 
-The app lives in ``apps/explorer`` (its own package; fsnlab never imports it at module level): it is
-imported inside the handler, so ``fsnlab --help`` works without dash or plotly installed.
+fsnlab never imports the app: this module is registered as a plugin command in the
+``fsnlab.commands`` entry-point group (``pyproject.toml``), which :mod:`fsnlab.cli` discovers. Dash
+and plotly are imported inside the handler, so ``fsnlab --help`` works without them.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
-from pathlib import Path
 
 from fsnlab.errors import FsnlabError
 
@@ -50,24 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_app_package():
-    """Import :mod:`apps.explorer`. ``apps/`` sits next to the ``fsnlab`` package in a source checkout
-    and is not installed as a package, so when it is not importable from ``sys.path`` the checkout's
-    root is added."""
+    """Import :mod:`apps.explorer`, with a one-line error when the app extra is not installed."""
     try:
         import dash  # noqa: F401
         import plotly  # noqa: F401
     except ModuleNotFoundError as exc:
         raise FsnlabError(f"the explorer needs {exc.name}: pip install 'fsnlab[app]'") from None
-    try:
-        return importlib.import_module("apps.explorer")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("apps", "apps.explorer"):
-            raise
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "apps" / "explorer" / "__init__.py").is_file():
-        raise FsnlabError("the explorer app (apps/explorer) is not available: run fsnlab explore from a source checkout")
-    sys.path.insert(0, str(root))
-    sys.modules.pop("apps", None)
     return importlib.import_module("apps.explorer")
 
 
