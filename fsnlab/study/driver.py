@@ -1,0 +1,274 @@
+"""The command line shared by the scripts in ``studies/``: parse, build the manifest, execute the
+runs, assemble the dataset, run the study's analyses, write ``study.nc`` and ``report.html``.
+
+A study script only says which runs it needs (a :class:`~fsnlab.study.manifest.Manifest`) and
+which analyses it adds; everything else is here, so every study has the same options::
+
+    python studies/matched_budget.py --scale smoke
+    python studies/matched_budget.py --scale paper --data enwik8:data/enwik8.zip --jobs 4 --devices cuda:0,cuda:1,cuda:2,cuda:3
+    python studies/matched_budget.py --scale paper --data enwik8:data/enwik8.zip --executor slurm --slurm-partition gpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from fsnlab.errors import FsnlabError
+from fsnlab.study.dataset import assemble, write_dataset
+from fsnlab.study.manifest import SCALES, Manifest, StudyError, run_state
+from fsnlab.study.protocol import Protocol, normalize_data_spec, protocol
+from fsnlab.study.runner import EXECUTORS, Outcome, execute
+
+DEFAULT_ROOT = Path("runs") / "studies"
+
+
+@dataclass
+class StudyContext:
+    """What a manifest builder and an analysis get: the parsed options and the protocol."""
+
+    args: argparse.Namespace
+    protocol: Protocol
+    study_dir: Path
+    runs_dir: Path
+    log: Callable[[str], None] = print
+
+    @property
+    def scale(self) -> str:
+        return self.protocol.scale
+
+    def text_data(self) -> str:
+        data = self.args.data or self.protocol.data
+        if not data:
+            raise StudyError("--scale paper needs the text corpus: --data enwik8:PATH (spec §8)")
+        return normalize_data_spec(data)
+
+    def code_data(self) -> str:
+        return normalize_data_spec(self.args.code_data or self.protocol.code_data)
+
+
+@dataclass
+class StudyResult:
+    manifest: Manifest
+    outcomes: list[Outcome]
+    dataset_path: Path | None
+    report_path: Path | None
+    exit_code: int
+    seconds: float = 0.0
+    dataset: Any = field(default=None, repr=False)
+
+    def count(self, action: str) -> int:
+        return sum(o.action == action for o in self.outcomes)
+
+
+Analysis = Callable[[Any, Manifest, StudyContext], Any]
+
+
+def study_parser(kind: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"studies/{kind}.py", description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", choices=SCALES, default="smoke", help="smoke: CPU, about a minute; paper: the spec's protocol (GPUs)")
+    p.add_argument("--data", metavar="SPEC", help="text corpus (paper: enwik8:PATH, required; smoke default: embedded)")
+    p.add_argument("--code-data", metavar="SPEC", help="code corpus (default: code, the standard library's *.py; spec OQ-29: CodeParrot via code:DIR)")
+    p.add_argument("--out", metavar="DIR", help=f"study directory for study.nc, report.html, manifest.json (default {DEFAULT_ROOT}/SCALE/{kind})")
+    p.add_argument("--runs", metavar="DIR", help=f"run pool shared between studies (default {DEFAULT_ROOT}/SCALE/runs)")
+    p.add_argument("--seeds", type=int, metavar="N", help="seeds per arm (overrides the scale's 5 headline / 3 elsewhere; smoke 2)")
+    p.add_argument("--epochs", type=float, metavar="E", help="training length in epochs (paper default 30; 50 for the extension runs)")
+    p.add_argument("--max-steps", type=int, metavar="S", help="training length in steps (overrides --epochs)")
+    p.add_argument("--eval-bytes", type=int, metavar="N", help="evaluate on the first N validation bytes (default: smoke 4096, paper all)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at a time on this machine (default 1: in this process)")
+    p.add_argument("--devices", metavar="LIST", help="comma-separated devices for local jobs, e.g. cuda:0,cuda:1 (default: each run's auto)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per run (default: cores // jobs when jobs > 1)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help="local (process pool) or slurm (through submitit)")
+    p.add_argument("--slurm-partition", metavar="NAME")
+    p.add_argument("--slurm-timeout-min", type=int, default=60 * 24, metavar="MIN", help="per job; a timed-out job is requeued and resumes (default 1440)")
+    p.add_argument("--slurm-gpus", type=int, default=1, metavar="N", help="GPUs per job (default 1)")
+    p.add_argument("--slurm-cpus", type=int, default=8, metavar="N", help="CPUs per job (default 8)")
+    p.add_argument("--slurm-mem-gb", type=float, metavar="GB")
+    p.add_argument("--slurm-parallel", type=int, metavar="N", help="at most N jobs of the array at a time")
+    p.add_argument("--slurm-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other submitit parameter, e.g. slurm_account=abc (repeatable)")
+    p.add_argument("--no-wait", action="store_true", help="slurm: submit and return; rerun the script later to assemble the report")
+    p.add_argument("--retry-failed", action="store_true", help="run again the runs whose training failed before")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state, train nothing")
+    p.add_argument("--analysis-device", default="auto", metavar="DEV", help="device for analyses that run the trained models (default auto)")
+    p.add_argument("--quiet", action="store_true", help="only the summary lines")
+    return p
+
+
+def _slurm_params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {"timeout_min": args.slurm_timeout_min, "gpus_per_node": args.slurm_gpus,
+                              "cpus_per_task": args.slurm_cpus}
+    if args.slurm_partition:
+        params["slurm_partition"] = args.slurm_partition
+    if args.slurm_mem_gb:
+        params["mem_gb"] = args.slurm_mem_gb
+    if args.slurm_parallel:
+        params["slurm_array_parallelism"] = args.slurm_parallel
+    for item in args.slurm_param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise StudyError(f"--slurm-param wants KEY=VALUE, got {item!r}")
+        params[key] = _literal(value)
+    return params
+
+
+def _literal(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def make_context(kind: str, args: argparse.Namespace) -> StudyContext:
+    proto = protocol(args.scale).with_overrides(
+        seeds=args.seeds, epochs=args.epochs, max_steps=args.max_steps, eval_bytes=args.eval_bytes
+    )
+    root = DEFAULT_ROOT / args.scale
+    study_dir = Path(args.out) if args.out else root / kind
+    runs_dir = Path(args.runs) if args.runs else root / "runs"
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    return StudyContext(args, proto, study_dir, runs_dir, log)
+
+
+def run_study(
+    kind: str,
+    args: argparse.Namespace,
+    build_manifest: Callable[[StudyContext], Manifest],
+    analyses: Sequence[Analysis] = (),
+) -> StudyResult:
+    """Everything after argument parsing. Never raises an FsnlabError: it is printed and the
+    result carries exit code 2."""
+    start = time.perf_counter()
+    threads = None
+    if args.threads:  # for the analyses in this process too (training runs set their own)
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(args.threads)
+    try:
+        ctx = make_context(kind, args)
+        manifest = build_manifest(ctx)
+        manifest.settings.setdefault("protocol", ctx.protocol.to_dict())
+        manifest.settings.setdefault("argv", list(getattr(args, "argv", sys.argv)))
+        if args.dry_run:
+            for run in manifest:
+                state = run_state(ctx.runs_dir / run.name)
+                print(f"{state.status:8} {run.name}  {run.tags}")
+            return StudyResult(manifest, [], None, None, 0, time.perf_counter() - start)
+        manifest.save(ctx.study_dir / "manifest.json")
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+        outcomes = execute(
+            manifest, ctx.runs_dir, jobs=args.jobs, executor=args.executor, devices=devices,
+            threads=args.threads, retry_failed=args.retry_failed, slurm=_slurm_params(args),
+            slurm_folder=ctx.study_dir / "slurm", wait=not args.no_wait, log=ctx.log,
+        )
+        ds = assemble(manifest, ctx.runs_dir)
+        for analysis in analyses:
+            ds = analysis(ds, manifest, ctx)
+        dataset_path = write_dataset(ds, ctx.study_dir)
+        from fsnlab.study.report import write_report
+
+        report_path = write_report(ds, ctx.study_dir / "report.html")
+    except FsnlabError as exc:
+        print(f"{kind}: error: {exc}", file=sys.stderr)
+        return StudyResult(Manifest(kind, kind, "smoke"), [], None, None, 2, time.perf_counter() - start)
+    finally:
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+    counts = {a: sum(o.action == a for o in outcomes) for a in ("trained", "resumed", "skipped", "failed", "submitted", "queued", "interrupted")}
+    status = {s: int((ds["status"].values == s).sum()) for s in ("done", "partial", "new", "failed")}
+    print(
+        f"{kind} ({ctx.scale}): " + ", ".join(f"{n} {a}" for a, n in counts.items() if n)
+        + f" | runs done {status['done']}/{len(manifest)}"
+        + (f", failed {status['failed']}" if status["failed"] else "")
+        + f" | {dataset_path} | {report_path}",
+        flush=True,
+    )
+    crashed = [o for o in outcomes if o.action == "failed" and not (o.error or "").startswith("TrainingError")]
+    unfinished = status["done"] + status["failed"] < len(manifest)
+    code = 1 if crashed else 3 if unfinished else 0
+    return StudyResult(manifest, outcomes, dataset_path, report_path, code, time.perf_counter() - start, ds)
+
+
+def study_main(
+    kind: str,
+    description: str,
+    build_manifest: Callable[[StudyContext], Manifest],
+    analyses: Sequence[Analysis] = (),
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    argv: Sequence[str] | None = None,
+) -> StudyResult:
+    parser = study_parser(kind, description)
+    if add_arguments:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    return run_study(kind, args, build_manifest, analyses)
+
+
+# -- learning rates per arm (shared by the studies that train the headline arms) -------------------
+
+
+def add_lr_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lr", action="append", default=[], metavar="[ARM=]LR",
+                        help="peak LR of one arm (fsn=5e-3) or of every arm (3e-3); repeatable (default: the scale's)")
+    parser.add_argument("--tuned", metavar="STUDY_DIR",
+                        help="take each arm's LR from a baseline-tuning study (its lowest mean final bpc)")
+
+
+def tuned_lrs(study_dir: str | Path) -> dict[str, float]:
+    """Each arm's best LR in a baseline-tuning study: the lowest mean final bpc over seeds, among
+    the LRs whose runs all finished."""
+    import numpy as np
+
+    from fsnlab.study.dataset import open_study
+
+    ds = open_study(study_dir)
+    if ds.attrs.get("study") != "baseline_tuning":
+        raise StudyError(f"--tuned wants a baseline_tuning study, {study_dir} holds {ds.attrs.get('study')}")
+    best: dict[str, tuple[float, float]] = {}
+    for arm in sorted(set(ds["arm"].values.tolist())):
+        for lr in sorted(set(ds["lr"].values.tolist())):
+            mask = (ds["arm"].values == arm) & (ds["lr"].values == lr)
+            vals = ds["final_val_bpc"].values[mask]
+            if not mask.any() or not np.isfinite(vals).all():
+                continue
+            mean = float(vals.mean())
+            if arm not in best or mean < best[arm][1]:
+                best[arm] = (float(lr), mean)
+    return {arm: lr for arm, (lr, _) in best.items()}
+
+
+def arm_lrs(ctx: StudyContext, arms: Sequence[str]) -> dict[str, float]:
+    """The peak LR of every arm: the scale's default, then --tuned, then --lr."""
+    lrs = {arm: ctx.protocol.lr for arm in arms}
+    if getattr(ctx.args, "tuned", None):
+        lrs.update({a: lr for a, lr in tuned_lrs(ctx.args.tuned).items() if a in lrs})
+    for item in getattr(ctx.args, "lr", []) or []:
+        arm, sep, value = item.rpartition("=")
+        try:
+            lr = float(value)
+        except ValueError:
+            raise StudyError(f"--lr wants [ARM=]LR, got {item!r}") from None
+        if not sep:
+            lrs = {a: lr for a in lrs}
+        elif arm in lrs:
+            lrs[arm] = lr
+        else:
+            raise StudyError(f"--lr {item}: no arm {arm!r} in this study (arms: {', '.join(arms)})")
+    return lrs
+
+
+def split_list(text: str | None, default: Sequence[str]) -> list[str]:
+    if not text:
+        return list(default)
+    return [t.strip() for t in text.split(",") if t.strip()]

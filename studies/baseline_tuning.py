@@ -1,0 +1,49 @@
+"""Baseline tuning (spec §7.2, review request §0.1): the peak-LR sweep that makes the transformer
+baseline "tuned", and the same sweep for the FSN, on text, at the budget being compared. The chosen
+LRs feed the other studies through ``--tuned STUDY_DIR``.
+
+    python studies/baseline_tuning.py --scale smoke                       # LRs 1e-2, 3e-3
+    python studies/baseline_tuning.py --scale paper --data enwik8:data/enwik8.zip   # {1e-3, 2e-3, 3e-3, 5e-3}
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from fsnlab.study import Manifest
+from fsnlab.study.driver import StudyContext, StudyResult, split_list, study_main
+
+KIND = "baseline_tuning"
+ARMS = ("transformer", "fsn")
+
+
+def build_manifest(ctx: StudyContext) -> Manifest:
+    p = ctx.protocol
+    arms = split_list(ctx.args.arms, ARMS)
+    lrs = [float(x) for x in split_list(ctx.args.lrs, [f"{lr:g}" for lr in p.lr_sweep])]
+    data = ctx.text_data()
+    manifest = Manifest(KIND, f"Baseline tuning: peak-LR sweep at the {p.rung} rung ({p.scale} scale)", p.scale,
+                        settings={"arms": arms, "lrs": lrs, "data_text": data})
+    for seed in range(p.seeds):
+        for arm in arms:
+            for lr in lrs:
+                config = p.train_config(f"{arm}-{p.rung}", data=data, seed=seed, lr=lr)
+                manifest.add(config, arm=arm, seed=seed, corpus="text", lr=lr, rung=p.rung)
+    return manifest
+
+
+def add_arguments(parser) -> None:  # noqa: ANN001
+    parser.add_argument("--arms", metavar="LIST", help=f"comma-separated arms (default {','.join(ARMS)})")
+    parser.add_argument("--lrs", metavar="LIST", help="comma-separated peak LRs (default: smoke 1e-2,3e-3; paper 1e-3,2e-3,3e-3,5e-3)")
+
+
+def run(argv: Sequence[str] | None = None) -> StudyResult:
+    return study_main(KIND, __doc__, build_manifest, (), add_arguments, argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(argv).exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

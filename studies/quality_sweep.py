@@ -1,0 +1,204 @@
+"""Quality work (issue 9): why the FSN trails the matched transformer, and which switch closes the gap.
+
+Every idea is a config switch (a model override or a training option); every number comes from a
+run this script made, with several seeds. Runs are independent and resumable: a finished run
+(its metrics hold the final evaluation) is read back, not retrained.
+
+    python studies/quality_sweep.py lr        --protocol tiny   # LR sweep, both arms
+    python studies/quality_sweep.py variants  --protocol tiny   # FSN switches at the FSN's best LR
+    python studies/quality_sweep.py confirm   --protocol small  # the best switches vs both baselines
+    python studies/quality_sweep.py table     --protocol tiny   # print the results table again
+
+Protocols (CPU, embedded KJV corpus, validation bpc on the first ``eval_bytes`` of the val split):
+
+* ``tiny``: rung ``tiny`` (~45k parameters), T = 64, batch 32, 400 steps, eval 50,000 bytes.
+* ``small``: rung ``small`` (~0.2M parameters), T = 128, batch 16, 500 steps, eval 100,000 bytes.
+
+Each protocol has its LR grid and seeds; ``--lrs`` and ``--arms`` restrict a sweep to part of it.
+
+Results: ``studies/results/quality-<protocol>.jsonl`` (one line per run) and the table printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fsnlab.train import TrainConfig, read_metrics, train
+
+ROOT = Path(__file__).resolve().parent
+RUNS = ROOT.parent / "runs" / "quality"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    rung: str
+    context_length: int
+    batch_size: int
+    max_steps: int
+    eval_bytes: int
+    seeds: tuple[int, ...]
+    lrs: tuple[float, ...]
+
+
+PROTOCOLS = {
+    "tiny": Protocol("tiny", 64, 32, 400, 50_000, (0, 1), (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)),
+    "small": Protocol("small", 128, 16, 500, 100_000, (0, 1), (3e-3, 1e-2, 3e-2)),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named arm: a family plus model overrides and training options."""
+
+    family: str  # fsn | ka | fsn-mf | transformer
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+VARIANTS: dict[str, Variant] = {
+    "transformer": Variant("transformer", note="RoPE-SwiGLU baseline"),
+    "fsn": Variant("fsn", note="full kernel, spec defaults"),
+    "ka": Variant("ka", note="unfrustrated base layer"),
+    "fsn:coord": Variant("fsn", {"kernel_sharing": "coord"}, note="one kernel per coordinate (OQ-9)"),
+    "fsn:natfreq": Variant("fsn", {"natural_frequency": True}, note="learned natural frequencies (OQ-12)"),
+    "fsn:angle-lr10": Variant("fsn", train={"angle_lr_scale": 10.0}, note="10x LR on phase tables (OQ-25)"),
+    "fsn:query-gate": Variant("fsn", {"gate": "query"}, note="query-conditioned gate (OQ-4)"),
+    "fsn:beta2x": Variant("fsn", {"temperature_init": None}, note="placeholder, resolved per rung below"),
+    "fsn:eta0.5": Variant("fsn", {"step_size_init": 0.5}, note="coupling strength init 0.5 (OQ-11)"),
+    "fsn:eta2": Variant("fsn", {"step_size_init": 2.0}, note="coupling strength init 2 (OQ-11)"),
+    "fsn:N2": Variant("fsn", {"n_harmonics": 2}, note="2 harmonics (OQ-9)"),
+    "fsn:N8": Variant("fsn", {"n_harmonics": 8}, note="8 harmonics (OQ-9)"),
+    "fsn:tied": Variant("fsn", {"readout": "tied"}, note="readout tied to the embedding phases (OQ-16)"),
+    "fsn:tanh-embed": Variant("fsn", {"embedding": "tanh"}, note="pi tanh(W) embedding (OQ-3)"),
+    "fsn:ffn-norm": Variant("fsn", {"ffn_norm": True}, note="RMSNorm on the SwiGLU hidden layer (OQ-13)"),
+    "fsn:separate-strict": Variant("fsn", {"delay_mask": "separate_strict"}, note="own softmax for the delay (OQ-8)"),
+}
+
+
+def resolve(variant: Variant, protocol: Protocol) -> Variant:
+    """Fill per-rung values (the doubled temperature needs the head width)."""
+    if variant.model.get("temperature_init", 0) is None:
+        from fsnlab.models import get_preset
+
+        head_dim = get_preset(f"fsn-{protocol.rung}").head_dim
+        return Variant(variant.family, {"temperature_init": 2 / head_dim**0.5}, variant.train, "temperature init 2/sqrt(D_h) (OQ-6)")
+    return variant
+
+
+def run_one(name: str, protocol_name: str, lr: float, seed: int) -> dict[str, Any]:
+    """Train (or read back) one run; returns its record."""
+    protocol = PROTOCOLS[protocol_name]
+    variant = resolve(VARIANTS[name], protocol)
+    run_dir = RUNS / protocol_name / f"{name.replace(':', '_')}-lr{lr:g}-s{seed}"
+    final = _final_eval(run_dir, protocol.max_steps)
+    if final is None:
+        config = TrainConfig(
+            preset=f"{variant.family}-{protocol.rung}",
+            seed=seed,
+            lr=lr,
+            max_steps=protocol.max_steps,
+            batch_size=protocol.batch_size,
+            context_length=protocol.context_length,
+            eval_bytes=protocol.eval_bytes,
+            model_overrides=dict(variant.model),
+            **variant.train,
+        )
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)  # an unfinished run from an interrupted sweep: start it again
+        train(config, run_dir, quiet=True)
+        final = _final_eval(run_dir, protocol.max_steps)
+    return {"variant": name, "protocol": protocol_name, "lr": lr, "seed": seed, "val_bpc": final,
+            "model": variant.model, "train": variant.train, "run_dir": str(run_dir.relative_to(ROOT.parent))}
+
+
+def _final_eval(run_dir: Path, steps: int) -> float | None:
+    if not (run_dir / "metrics.jsonl").exists():
+        return None
+    evals = [m for m in read_metrics(run_dir / "metrics.jsonl") if m.get("event") == "eval" and m["step"] == steps]
+    return evals[-1]["val_bpc"] if evals else None
+
+
+def record(protocol: str, rec: dict[str, Any]) -> None:
+    out = ROOT / "results" / f"quality-{protocol}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    existing = load(protocol)
+    key = (rec["variant"], rec["lr"], rec["seed"])
+    if any((r["variant"], r["lr"], r["seed"]) == key for r in existing):
+        return
+    with open(out, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def load(protocol: str) -> list[dict[str, Any]]:
+    path = ROOT / "results" / f"quality-{protocol}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def table(protocol: str) -> str:
+    rows: dict[tuple[str, float], list[float]] = {}
+    for r in load(protocol):
+        rows.setdefault((r["variant"], r["lr"]), []).append(r["val_bpc"])
+    ref = {lr: statistics.mean(v) for (name, lr), v in rows.items() if name == "transformer"}
+    best_ref = min(ref.values()) if ref else None
+    lines = [f"protocol {protocol}: {PROTOCOLS[protocol]}",
+             f"{'variant':<22} {'lr':>7} {'n':>2} {'val bpc mean':>13} {'sd':>7} {'gap to best transformer':>24}"]
+    for (name, lr), v in sorted(rows.items(), key=lambda kv: statistics.mean(kv[1])):
+        sd = statistics.stdev(v) if len(v) > 1 else float("nan")
+        gap = f"{statistics.mean(v) - best_ref:+.3f}" if best_ref is not None else "-"
+        lines.append(f"{name:<22} {lr:>7g} {len(v):>2} {statistics.mean(v):>13.4f} {sd:>7.4f} {gap:>24}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=("lr", "variants", "confirm", "table"))
+    ap.add_argument("--protocol", choices=tuple(PROTOCOLS), default="tiny")
+    ap.add_argument("--variants", help="comma-separated variant names (default: all for `variants`)")
+    ap.add_argument("--lr", type=float, help="FSN learning rate for `variants`/`confirm` (default: best FSN LR so far)")
+    ap.add_argument("--lrs", help="comma-separated learning rates for `lr` (default: the protocol's grid)")
+    ap.add_argument("--arms", default="transformer,fsn", help="variants swept by `lr` (default: transformer,fsn)")
+    ap.add_argument("--seeds", help="comma-separated seeds (default: the protocol's)")
+    args = ap.parse_args()
+    protocol = PROTOCOLS[args.protocol]
+    lrs = tuple(float(x) for x in args.lrs.split(",")) if args.lrs else protocol.lrs
+    seeds = tuple(int(x) for x in args.seeds.split(",")) if args.seeds else protocol.seeds
+    jobs: list[tuple[str, float, int]] = []
+    if args.what == "lr":
+        for name in args.arms.split(","):
+            jobs += [(name, lr, s) for lr in lrs for s in seeds]
+    elif args.what in ("variants", "confirm"):
+        names = args.variants.split(",") if args.variants else [n for n in VARIANTS if n.startswith("fsn:") or n == "ka"]
+        lr = args.lr or _best_lr(args.protocol, "fsn")
+        jobs += [(name, lr, s) for name in names for s in seeds]
+        if args.what == "confirm":
+            for base in ("transformer", "fsn"):
+                jobs += [(base, lr_, s) for lr_ in lrs for s in seeds]
+    for name, lr, seed in jobs:
+        rec = run_one(name, args.protocol, lr, seed)
+        record(args.protocol, rec)
+        print(f"{name:<22} lr {lr:<7g} seed {seed}: val bpc {rec['val_bpc']:.4f}", flush=True)
+    print(table(args.protocol))
+    return 0
+
+
+def _best_lr(protocol: str, variant: str) -> float:
+    by_lr: dict[float, list[float]] = {}
+    for r in load(protocol):
+        if r["variant"] == variant:
+            by_lr.setdefault(r["lr"], []).append(r["val_bpc"])
+    if not by_lr:
+        sys.exit(f"no `{variant}` runs for protocol {protocol} yet: run the `lr` sweep first, or pass --lr")
+    return min(by_lr, key=lambda lr: statistics.mean(by_lr[lr]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""Scale ladder (spec §9.4, OQ-31): FSN and the transformer at each rung of matched parameter
+counts (paper: 1M, 2M, 4M; add 8M with ``--rungs 1m,2m,4m,8m``), the schedule and context kept
+fixed. Smoke: the tiny and small rungs.
+
+    python studies/scale_ladder.py --scale smoke
+    python studies/scale_ladder.py --scale paper --data enwik8:data/enwik8.zip [--rungs 1m,2m,4m,8m]
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from fsnlab.study import Manifest
+from fsnlab.study.driver import StudyContext, StudyResult, add_lr_arguments, arm_lrs, split_list, study_main
+
+KIND = "scale_ladder"
+ARMS = ("fsn", "transformer")
+
+
+def build_manifest(ctx: StudyContext) -> Manifest:
+    p = ctx.protocol
+    arms = split_list(ctx.args.arms, ARMS)
+    rungs = split_list(ctx.args.rungs, p.ladder_rungs)
+    lrs = arm_lrs(ctx, arms)
+    data = ctx.text_data()
+    manifest = Manifest(KIND, f"Scale ladder: {', '.join(rungs)} ({p.scale} scale)", p.scale,
+                        settings={"arms": arms, "rungs": rungs, "lrs": lrs, "data_text": data})
+    for rung in rungs:
+        for seed in range(p.seeds):
+            for arm in arms:
+                config = p.train_config(f"{arm}-{rung}", data=data, seed=seed, lr=lrs[arm])
+                manifest.add(config, arm=arm, rung=rung, seed=seed, corpus="text", lr=lrs[arm])
+    return manifest
+
+
+def add_arguments(parser) -> None:  # noqa: ANN001
+    parser.add_argument("--arms", metavar="LIST", help=f"comma-separated arms (default {','.join(ARMS)})")
+    parser.add_argument("--rungs", metavar="LIST", help="comma-separated rungs (default: smoke tiny,small; paper 1m,2m,4m)")
+    add_lr_arguments(parser)
+
+
+def run(argv: Sequence[str] | None = None) -> StudyResult:
+    return study_main(KIND, __doc__, build_manifest, (), add_arguments, argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(argv).exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
