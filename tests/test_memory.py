@@ -9,6 +9,7 @@ cannot hide anything.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import pytest
 
 SNIPPET = r"""
 import json, resource, sys, torch
+torch.set_num_threads(1)  # per-thread kernel buffers must not vary with the machine's load
 from fsnlab.models import FSNConfig
 from fsnlab.models.fsn import FSNAttention
 torch.manual_seed(0)
@@ -30,8 +32,9 @@ print(json.dumps({"peak_growth_kb": after - before}))
 
 
 def _peak_growth_mb(kernel: str, T: int) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
-        [sys.executable, "-c", SNIPPET, kernel, str(T)], capture_output=True, text=True, check=True, timeout=300
+        [sys.executable, "-c", SNIPPET, kernel, str(T)], capture_output=True, text=True, check=True, timeout=300, env=env
     )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_growth_kb"] / 1024
 
