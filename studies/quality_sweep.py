@@ -44,11 +44,15 @@ class Protocol:
     eval_bytes: int
     seeds: tuple[int, ...]
     lrs: tuple[float, ...]
+    eval_interval: int = 0  # > 0: also evaluate every N steps (learning curves)
 
 
 PROTOCOLS = {
     "tiny": Protocol("tiny", 64, 32, 400, 50_000, (0, 1), (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)),
     "small": Protocol("small", 128, 16, 500, 100_000, (0, 1), (3e-3, 1e-2, 3e-2)),
+    # the long budgets: many tokens per parameter, where capacity rather than early speed decides
+    "tiny-long": Protocol("tiny", 64, 32, 3000, 50_000, (0, 1), (3e-3, 1e-2, 3e-2), eval_interval=500),
+    "small-long": Protocol("small", 128, 16, 2000, 100_000, (0, 1), (3e-3, 1e-2), eval_interval=250),
 }
 
 
@@ -92,10 +96,24 @@ def resolve(variant: Variant, protocol: Protocol) -> Variant:
     return variant
 
 
+def budget_matched(variant: Variant, rung: str) -> dict[str, Any]:
+    """The variant's model overrides plus the re-solved FFN width that keeps it on the rung's budget."""
+    from fsnlab.models import RUNG_TARGETS, get_preset, match_budget, replace_config
+
+    preset = get_preset(f"{variant.family}-{rung}")
+    if variant.family == "transformer" or not variant.model:
+        return dict(variant.model)
+    matched = match_budget(replace_config(preset, **variant.model), RUNG_TARGETS[rung])
+    width = "n_modes" if matched.ffn == "mean_field" else "ffn_hidden"
+    extra = {width: getattr(matched, width)} if getattr(matched, width) != getattr(preset, width) else {}
+    return {**variant.model, **extra}
+
+
 def run_one(name: str, protocol_name: str, lr: float, seed: int) -> dict[str, Any]:
     """Train (or read back) one run; returns its record."""
     protocol = PROTOCOLS[protocol_name]
     variant = resolve(VARIANTS[name], protocol)
+    variant = Variant(variant.family, budget_matched(variant, protocol.rung), variant.train, variant.note)
     run_dir = RUNS / protocol_name / f"{name.replace(':', '_')}-lr{lr:g}-s{seed}"
     final = _final_eval(run_dir, protocol.max_steps)
     if final is None:
@@ -107,6 +125,7 @@ def run_one(name: str, protocol_name: str, lr: float, seed: int) -> dict[str, An
             batch_size=protocol.batch_size,
             context_length=protocol.context_length,
             eval_bytes=protocol.eval_bytes,
+            eval_interval=protocol.eval_interval,
             model_overrides=dict(variant.model),
             **variant.train,
         )

@@ -1,6 +1,6 @@
 """The model family: FSN (and its kernel ablations), FSN-MF and the RoPE-SwiGLU transformer."""
 
-from fsnlab.models.build import build_model, param_groups, parameter_breakdown
+from fsnlab.models.build import build_model, match_budget, param_groups, parameter_breakdown
 from fsnlab.models.config import (
     FSNConfig,
     ModelConfig,
@@ -29,6 +29,7 @@ __all__ = [
     "get_preset",
     "hook_points",
     "list_presets",
+    "match_budget",
     "param_groups",
     "parameter_breakdown",
     "preset_rung",

@@ -96,3 +96,21 @@ def parameter_breakdown(model_or_config: nn.Module | ModelConfig | str) -> dict[
         counts[component] += p.numel()
     counts["total"] = sum(counts[c] for c in COMPONENTS)
     return counts
+
+
+def match_budget(config: ModelConfig, target: int) -> ModelConfig:
+    """Re-solve the width that absorbs the budget so the model has about ``target`` parameters (spec §7.3).
+
+    The count is affine in the SwiGLU hidden width ``h`` (FSN and transformer) or in the number of
+    modes ``M`` (FSN-MF), so two counts fix the line and the nearest integer solves it. Used when a
+    switch adds or removes parameters (a tied readout, more harmonics, per-coordinate kernels), so that
+    a variant is compared with the baseline at the same budget.
+    """
+    field_name = "n_modes" if getattr(config, "ffn", "swiglu") == "mean_field" else "ffn_hidden"
+
+    def total(width: int) -> int:
+        return parameter_breakdown(replace_config(config, **{field_name: width}))["total"]
+
+    base, slope = total(1), total(2) - total(1)
+    width = max(1, round(1 + (target - base) / slope))
+    return replace_config(config, **{field_name: width})
