@@ -8,11 +8,17 @@ run this script made, with several seeds. Runs are independent and resumable: a 
     python studies/quality_sweep.py variants  --protocol tiny   # FSN switches at the FSN's best LR
     python studies/quality_sweep.py confirm   --protocol small  # the best switches vs both baselines
     python studies/quality_sweep.py table     --protocol tiny   # print the results table again
+    python studies/quality_sweep.py curves    --protocol tiny-long  # learning curves (val bpc per eval)
 
 Protocols (CPU, embedded KJV corpus, validation bpc on the first ``eval_bytes`` of the val split):
 
 * ``tiny``: rung ``tiny`` (~45k parameters), T = 64, batch 32, 400 steps, eval 50,000 bytes.
 * ``small``: rung ``small`` (~0.2M parameters), T = 128, batch 16, 500 steps, eval 100,000 bytes.
+* ``tiny-long`` / ``small-long``: the same rungs for 3,000 / 2,000 steps (6.1M / 4.1M tokens, about 135 / 20
+  tokens per parameter), evaluated every 500 / 250 steps for learning curves.
+
+Variants that change the parameter count (a tied readout, more layers, a vector embedding) get their
+SwiGLU width re-solved (:func:`fsnlab.models.match_budget`) so every arm stays on the rung's budget.
 
 Each protocol has its LR grid and seeds; ``--lrs`` and ``--arms`` restrict a sweep to part of it.
 
@@ -83,6 +89,16 @@ VARIANTS: dict[str, Variant] = {
     "fsn:tanh-embed": Variant("fsn", {"embedding": "tanh"}, note="pi tanh(W) embedding (OQ-3)"),
     "fsn:ffn-norm": Variant("fsn", {"ffn_norm": True}, note="RMSNorm on the SwiGLU hidden layer (OQ-13)"),
     "fsn:separate-strict": Variant("fsn", {"delay_mask": "separate_strict"}, note="own softmax for the delay (OQ-8)"),
+    # learning-rate structure: angles are O(1) quantities while matrices start at std 0.02, so one
+    # Adam LR moves them at relative rates ~100x apart (meant to be run at the transformer's LR)
+    "fsn:angle-lr30": Variant("fsn", train={"angle_lr_scale": 30.0}, note="30x LR on phase tables"),
+    "fsn:angle-lr100": Variant("fsn", train={"angle_lr_scale": 100.0}, note="100x LR on phase tables"),
+    "fsn:scalar-lr10": Variant("fsn", train={"scalar_lr_scale": 10.0}, note="10x LR on gates, kernels, eta, beta"),
+    "fsn:angle30-scalar10": Variant("fsn", train={"angle_lr_scale": 30.0, "scalar_lr_scale": 10.0},
+                                    note="30x LR on phase tables, 10x on scalars"),
+    "fsn:vector-embed": Variant("fsn", {"embedding": "vector"}, note="embedding = atan2 of learned 2-D vectors (OQ-3)"),
+    "fsn:L3": Variant("fsn", {"n_layer": 3}, note="3 layers, FFN width re-solved (OQ-2)"),
+    "fsn:L4": Variant("fsn", {"n_layer": 4}, note="4 layers, FFN width re-solved (OQ-2)"),
 }
 
 
@@ -177,9 +193,28 @@ def table(protocol: str) -> str:
     return "\n".join(lines)
 
 
+def curves(protocol: str) -> str:
+    """Learning curves: mean val bpc over seeds at every evaluation, per (variant, lr)."""
+    runs: dict[tuple[str, float], list[dict[int, float]]] = {}
+    for r in load(protocol):
+        path = ROOT.parent / r["run_dir"] / "metrics.jsonl"
+        if path.exists():
+            points = {m["step"]: m["val_bpc"] for m in read_metrics(path) if m.get("event") == "eval"}
+            runs.setdefault((r["variant"], r["lr"]), []).append(points)
+    steps = sorted({s for curves_ in runs.values() for c in curves_ for s in c})
+    lines = [f"{'variant':<22} {'lr':>7} {'n':>2} " + " ".join(f"{s:>7}" for s in steps)]
+    for (name, lr), cs in sorted(runs.items(), key=lambda kv: statistics.mean(c[max(c)] for c in kv[1])):
+        cells = []
+        for s in steps:
+            values = [c[s] for c in cs if s in c]
+            cells.append(f"{statistics.mean(values):>7.3f}" if values else f"{'-':>7}")
+        lines.append(f"{name:<22} {lr:>7g} {len(cs):>2} " + " ".join(cells))
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=("lr", "variants", "confirm", "table"))
+    ap.add_argument("what", choices=("lr", "variants", "confirm", "table", "curves"))
     ap.add_argument("--protocol", choices=tuple(PROTOCOLS), default="tiny")
     ap.add_argument("--variants", help="comma-separated variant names (default: all for `variants`)")
     ap.add_argument("--lr", type=float, help="FSN learning rate for `variants`/`confirm` (default: best FSN LR so far)")
@@ -201,6 +236,9 @@ def main() -> int:
         if args.what == "confirm":
             for base in ("transformer", "fsn"):
                 jobs += [(base, lr_, s) for lr_ in lrs for s in seeds]
+    if args.what == "curves":
+        print(curves(args.protocol))
+        return 0
     for name, lr, seed in jobs:
         rec = run_one(name, args.protocol, lr, seed)
         record(args.protocol, rec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -34,6 +35,7 @@ FAMILY_VARIANTS = [
     ("fsn-tiny", {"delay_mask": "separate_strict"}),
     ("fsn-tiny", {"delay_mask": "shared_self"}),
     ("fsn-tiny", {"gate": "query", "readout": "tied", "embedding": "tanh", "natural_frequency": True}),
+    ("fsn-tiny", {"embedding": "vector", "readout": "tied"}),
 ]
 IDS = [f"{p}{'-' + ','.join(f'{k}={v}' for k, v in o.items()) if o else ''}" for p, o in FAMILY_VARIANTS]
 
@@ -216,3 +218,19 @@ def test_delay_term_learns_to_copy_a_repeated_segment():
     chance = torch.log(torch.tensor(32.0)).item()
     assert base > 0.9 * chance, f"base layer unexpectedly copies: {base:.3f}"
     assert delay < 0.5 * base, f"delay kernel {delay:.3f} nats vs base {base:.3f}"
+
+
+def test_vector_embedding_is_the_angle_of_its_vectors():
+    torch.manual_seed(0)
+    model = build_model("fsn-tiny", embedding="vector")
+    w = model.embed.weight
+    assert w.shape == (256, 32, 2)
+    assert torch.allclose(w.norm(dim=-1), torch.ones(256, 32))  # initialised on the unit circle
+    with torch.no_grad():
+        w.mul_(torch.rand(256, 32, 1) * 3 + 0.1)  # the radius must not matter
+    idx = torch.tensor([[3, 200, 3]])
+    theta = model.embed(idx)
+    expected = torch.atan2(w[idx, :, 1], w[idx, :, 0])
+    assert torch.allclose(theta, expected)
+    assert torch.allclose(model.embed.phases()[idx], theta)
+    assert theta.abs().max() <= math.pi

@@ -14,7 +14,7 @@ from fsnlab.cli import main
 from fsnlab.errors import ConfigError, TrainingError
 from fsnlab.models import build_model
 from fsnlab.train import TrainConfig, load_checkpoint, read_metrics, resume, train
-from fsnlab.train.optim import build_optimizer, lr_at
+from fsnlab.train.optim import build_optimizer, lr_at, set_lr
 from fsnlab.train.trainer import Trainer
 
 TINY = dict(context_length=32, batch_size=4, eval_bytes=1000)
@@ -150,17 +150,21 @@ def test_schedule_warmup_cosine_floor():
 
 def test_optimizer_groups(tmp_path):
     model = build_model("fsn-tiny")
-    opt = build_optimizer(model, TrainConfig(angle_lr_scale=10.0), torch.device("cpu"))
+    opt = build_optimizer(model, TrainConfig(angle_lr_scale=10.0, scalar_lr_scale=3.0), torch.device("cpu"))
     groups = {g["group"]: g for g in opt.param_groups}
     assert groups["decay"]["weight_decay"] == 0.1
     assert groups["no_decay"]["weight_decay"] == 0.0 and groups["angle"]["weight_decay"] == 0.0
     assert groups["angle"]["lr_scale"] == 10.0 and opt.defaults["betas"] == (0.9, 0.95)
+    assert groups["no_decay"]["lr_scale"] == 3.0 and groups["decay"]["lr_scale"] == 1.0
+    set_lr(opt, 2e-3)
+    assert groups["angle"]["lr"] == pytest.approx(2e-2) and groups["no_decay"]["lr"] == pytest.approx(6e-3)
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
 
 
 @pytest.mark.parametrize(
     "field, value",
-    [("batch_size", 0), ("max_steps", -1), ("lr", 0.0), ("eval_bytes", 0), ("warmup_frac", 1.5), ("keep", -1)],
+    [("batch_size", 0), ("max_steps", -1), ("lr", 0.0), ("eval_bytes", 0), ("warmup_frac", 1.5), ("keep", -1),
+     ("scalar_lr_scale", -1.0)],
 )
 def test_invalid_train_config(field, value):
     with pytest.raises(ConfigError):

@@ -25,7 +25,7 @@ from fsnlab.train.distributed import resolve_device
 # Command-line options of `fsnlab train` that set a TrainConfig field of the same name.
 _CONFIG_OPTIONS = (
     "preset", "data", "epochs", "max_steps", "seed", "device", "batch_size", "context_length", "lr",
-    "angle_lr_scale", "eval_interval", "eval_bytes", "log_interval", "grad_accum", "compile", "keep",
+    "angle_lr_scale", "scalar_lr_scale", "eval_interval", "eval_bytes", "log_interval", "grad_accum", "compile", "keep",
 )
 
 
@@ -89,6 +89,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--angle-lr-scale", type=float, metavar="X",
         help=f"LR multiplier for phase tables (default: {d.angle_lr_scale:g})",
+    )
+    p.add_argument(
+        "--scalar-lr-scale", type=float, metavar="X",
+        help=f"LR multiplier for gains, biases, kernel coefficients, step sizes and temperatures (default: {d.scalar_lr_scale:g})",
     )
     p.add_argument(
         "--eval-interval", type=int, metavar="N",

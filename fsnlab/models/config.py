@@ -94,7 +94,7 @@ class FSNConfig:
     natural_frequency: bool = False  # learned constant drift Omega per coordinate (OQ-12)
 
     # -- embedding and readout (§3.2, §3.7) -------------------------------------------------------
-    embedding: Literal["angle", "tanh"] = "angle"  # learned angle table, or pi*tanh(real table) (OQ-3)
+    embedding: Literal["angle", "tanh", "vector"] = "angle"  # angle table, pi*tanh(real table), or atan2 of 2-D vectors (OQ-3)
     readout: Literal["linear", "tied"] = "linear"  # linear on [cos; sin], or coherence with E (OQ-16)
 
     # -- feed-forward (§3.6) or mean-field modes (§5) ---------------------------------------------
@@ -124,7 +124,7 @@ class FSNConfig:
             raise ConfigError(f"unknown delay_mask {self.delay_mask!r}; choose one of {', '.join(DELAY_MASKS)}")
         _check_choice(self, "kernel_sharing", ("head", "coord"))
         _check_choice(self, "gate", ("static", "query"))
-        _check_choice(self, "embedding", ("angle", "tanh"))
+        _check_choice(self, "embedding", ("angle", "tanh", "vector"))
         _check_choice(self, "readout", ("linear", "tied"))
         _check_choice(self, "ffn", ("swiglu", "mean_field"))
         _check_choice(self, "mf_select", ("softmax", "uniform"))

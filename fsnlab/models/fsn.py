@@ -87,7 +87,15 @@ def shift_to_successor(x: torch.Tensor) -> torch.Tensor:
 
 
 class PhaseEmbedding(nn.Module):
-    """Token -> phases (§3.2, OQ-3): a learned angle table ``E ~ U(-pi, pi)``, or ``pi tanh(W)``."""
+    """Token -> phases (§3.2, OQ-3), in one of three parameterisations of the same angle table ``E (V, D)``:
+
+    * ``angle``: the angles themselves, ``E ~ U(-pi, pi)`` (the spec's default);
+    * ``tanh``: ``E = pi tanh(W)``, ``W ~ N(0, 1)``;
+    * ``vector``: ``E = atan2(W_y, W_x)`` of a learned 2-D vector per (token, coordinate), initialised on
+      the unit circle at a ``U(-pi, pi)`` angle. The loss landscape in ``W`` has no periodic
+      copies of each minimum, and the effective angular step shrinks as ``|W|`` grows (spec §13, "unit
+      vectors avoid the periodic landscape"). The table is in the ``angle`` group: never decayed.
+    """
 
     param_kinds = {"weight": "angle"}
 
@@ -96,14 +104,24 @@ class PhaseEmbedding(nn.Module):
         self.form = form
         if form == "angle":
             self.weight = nn.Parameter(torch.empty(vocab_size, d_phase).uniform_(-math.pi, math.pi))
-        else:
+        elif form == "tanh":
             self.weight = nn.Parameter(torch.randn(vocab_size, d_phase))
+        else:
+            angle = torch.empty(vocab_size, d_phase).uniform_(-math.pi, math.pi)
+            self.weight = nn.Parameter(torch.stack([torch.cos(angle), torch.sin(angle)], -1))
 
     def phases(self) -> torch.Tensor:
         """The embedding phases ``E (V, D)``."""
-        return self.weight if self.form == "angle" else math.pi * torch.tanh(self.weight)
+        if self.form == "angle":
+            return self.weight
+        if self.form == "tanh":
+            return math.pi * torch.tanh(self.weight)
+        return torch.atan2(self.weight[..., 1], self.weight[..., 0])
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.form == "vector":
+            w = F.embedding(idx, self.weight.flatten(1)).unflatten(-1, (-1, 2))
+            return torch.atan2(w[..., 1], w[..., 0])
         return F.embedding(idx, self.phases())
 
 

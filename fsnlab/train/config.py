@@ -36,6 +36,7 @@ class TrainConfig:
     epochs: float | None = None  # one epoch = as many tokens as the train split has bytes (OQ-21)
     lr: float = 1e-2  # peak LR; good for short CPU runs (spec §7.2 sweeps {1e-3, 2e-3, 3e-3, 5e-3} at 1M)
     angle_lr_scale: float = 1.0  # LR multiplier for phase tables (embedding, mode phases) (OQ-25)
+    scalar_lr_scale: float = 1.0  # LR multiplier for the no-decay group: gains, biases, kernel coefficients, step sizes, temperatures
     warmup_frac: float = 0.02  # linear warmup over this fraction of the steps (OQ-24)
     min_lr_ratio: float = 0.1  # cosine decay ends at this fraction of the peak (OQ-24)
     weight_decay: float = 0.1  # on matrices only; never on phases, gains, kernels (OQ-25)
@@ -71,8 +72,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if not 0 <= self.warmup_frac < 1 or not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError("warmup_frac must lie in [0, 1) and min_lr_ratio in [0, 1]")
-        if self.angle_lr_scale < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ConfigError("angle_lr_scale, weight_decay and grad_clip must be non-negative")
+        if min(self.angle_lr_scale, self.scalar_lr_scale, self.weight_decay, self.grad_clip) < 0:
+            raise ConfigError("angle_lr_scale, scalar_lr_scale, weight_decay and grad_clip must be non-negative")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError("AdamW betas must lie in [0, 1)")
         return self

@@ -24,7 +24,7 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.d
     _check_partition(model, groups)
     spec = [
         ("decay", config.weight_decay, 1.0),
-        ("no_decay", 0.0, 1.0),
+        ("no_decay", 0.0, config.scalar_lr_scale),
         ("angle", 0.0, config.angle_lr_scale),
     ]
     param_groups_ = [
