@@ -97,6 +97,8 @@ VARIANTS: dict[str, Variant] = {
     "fsn:angle30-scalar10": Variant("fsn", train={"angle_lr_scale": 30.0, "scalar_lr_scale": 10.0},
                                     note="30x LR on phase tables, 10x on scalars"),
     "fsn:vector-embed": Variant("fsn", {"embedding": "vector"}, note="embedding = atan2 of learned 2-D vectors (OQ-3)"),
+    "fsn:vector-r0.03": Variant("fsn", {"embedding": "vector", "vector_init_radius": 0.03},
+                                note="vector embedding of radius 0.03: angular LR about 30x at first, self-annealing"),
     "fsn:L3": Variant("fsn", {"n_layer": 3}, note="3 layers, FFN width re-solved (OQ-2)"),
     "fsn:L4": Variant("fsn", {"n_layer": 4}, note="4 layers, FFN width re-solved (OQ-2)"),
 }

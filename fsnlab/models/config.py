@@ -95,6 +95,7 @@ class FSNConfig:
 
     # -- embedding and readout (§3.2, §3.7) -------------------------------------------------------
     embedding: Literal["angle", "tanh", "vector"] = "angle"  # angle table, pi*tanh(real table), or atan2 of 2-D vectors (OQ-3)
+    vector_init_radius: float = 1.0  # |W| at init for embedding="vector"; Adam turns the angle by about lr/|W| (OQ-3)
     readout: Literal["linear", "tied"] = "linear"  # linear on [cos; sin], or coherence with E (OQ-16)
 
     # -- feed-forward (§3.6) or mean-field modes (§5) ---------------------------------------------
@@ -126,6 +127,8 @@ class FSNConfig:
         _check_choice(self, "gate", ("static", "query"))
         _check_choice(self, "embedding", ("angle", "tanh", "vector"))
         _check_choice(self, "readout", ("linear", "tied"))
+        if not self.vector_init_radius > 0:
+            raise ConfigError(f"vector_init_radius must be positive, got {self.vector_init_radius!r}")
         _check_choice(self, "ffn", ("swiglu", "mean_field"))
         _check_choice(self, "mf_select", ("softmax", "uniform"))
         if self.ffn == "swiglu" and self.ffn_hidden <= 0:

@@ -92,14 +92,15 @@ class PhaseEmbedding(nn.Module):
     * ``angle``: the angles themselves, ``E ~ U(-pi, pi)`` (the spec's default);
     * ``tanh``: ``E = pi tanh(W)``, ``W ~ N(0, 1)``;
     * ``vector``: ``E = atan2(W_y, W_x)`` of a learned 2-D vector per (token, coordinate), initialised on
-      the unit circle at a ``U(-pi, pi)`` angle. The loss landscape in ``W`` has no periodic
-      copies of each minimum, and the effective angular step shrinks as ``|W|`` grows (spec §13, "unit
-      vectors avoid the periodic landscape"). The table is in the ``angle`` group: never decayed.
+      the circle of radius ``r`` at a ``U(-pi, pi)`` angle. The loss landscape in ``W`` has no periodic
+      copies of each minimum (spec §13, "unit vectors avoid the periodic landscape"), and an Adam step
+      of size ``lr`` turns the angle by about ``lr / |W|``: a small ``r`` trains the angles fast at first,
+      and the rate anneals itself as ``|W|`` grows. The table is in the ``angle`` group: never decayed.
     """
 
     param_kinds = {"weight": "angle"}
 
-    def __init__(self, vocab_size: int, d_phase: int, form: str = "angle"):
+    def __init__(self, vocab_size: int, d_phase: int, form: str = "angle", radius: float = 1.0):
         super().__init__()
         self.form = form
         if form == "angle":
@@ -108,7 +109,7 @@ class PhaseEmbedding(nn.Module):
             self.weight = nn.Parameter(torch.randn(vocab_size, d_phase))
         else:
             angle = torch.empty(vocab_size, d_phase).uniform_(-math.pi, math.pi)
-            self.weight = nn.Parameter(torch.stack([torch.cos(angle), torch.sin(angle)], -1))
+            self.weight = nn.Parameter(radius * torch.stack([torch.cos(angle), torch.sin(angle)], -1))
 
     def phases(self) -> torch.Tensor:
         """The embedding phases ``E (V, D)``."""
@@ -381,7 +382,7 @@ class FSN(nn.Module):
     def __init__(self, config: FSNConfig):
         super().__init__()
         self.config = config.validate()
-        self.embed = PhaseEmbedding(config.vocab_size, config.d_phase, config.embedding)
+        self.embed = PhaseEmbedding(config.vocab_size, config.d_phase, config.embedding, config.vector_init_radius)
         self.blocks = nn.ModuleList(FSNBlock(config) for _ in range(config.n_layer))
         self.readout = PhaseReadout(config, self.embed)
         self.hook_embed = HookPoint()
