@@ -74,13 +74,15 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "transformer": Variant("transformer", note="RoPE-SwiGLU baseline"),
+    "transformer:scalar-lr10": Variant("transformer", train={"scalar_lr_scale": 10.0},
+                                       note="10x LR on the norm gains (the same switch the FSN gets)"),
     "fsn": Variant("fsn", note="full kernel, spec defaults"),
     "ka": Variant("ka", note="unfrustrated base layer"),
     "fsn:coord": Variant("fsn", {"kernel_sharing": "coord"}, note="one kernel per coordinate (OQ-9)"),
     "fsn:natfreq": Variant("fsn", {"natural_frequency": True}, note="learned natural frequencies (OQ-12)"),
     "fsn:angle-lr10": Variant("fsn", train={"angle_lr_scale": 10.0}, note="10x LR on phase tables (OQ-25)"),
     "fsn:query-gate": Variant("fsn", {"gate": "query"}, note="query-conditioned gate (OQ-4)"),
-    "fsn:beta2x": Variant("fsn", {"temperature_init": None}, note="placeholder, resolved per rung below"),
+    "fsn:beta2x": Variant("fsn", {"temperature_init": None}, note="temperature init 2/sqrt(D_h) (OQ-6)"),
     "fsn:eta0.5": Variant("fsn", {"step_size_init": 0.5}, note="coupling strength init 0.5 (OQ-11)"),
     "fsn:eta2": Variant("fsn", {"step_size_init": 2.0}, note="coupling strength init 2 (OQ-11)"),
     "fsn:N2": Variant("fsn", {"n_harmonics": 2}, note="2 harmonics (OQ-9)"),
@@ -99,6 +101,10 @@ VARIANTS: dict[str, Variant] = {
     "fsn:vector-embed": Variant("fsn", {"embedding": "vector"}, note="embedding = atan2 of learned 2-D vectors (OQ-3)"),
     "fsn:vector-r0.03": Variant("fsn", {"embedding": "vector", "vector_init_radius": 0.03},
                                 note="vector embedding of radius 0.03: angular LR about 30x at first, self-annealing"),
+    # combinations of the switches that helped one at a time
+    "fsn:qgate-angle10": Variant("fsn", {"gate": "query"}, {"angle_lr_scale": 10.0}, note="query gate + 10x angle LR"),
+    "fsn:qgate-beta2x-angle10": Variant("fsn", {"gate": "query", "temperature_init": None}, {"angle_lr_scale": 10.0},
+                                        note="query gate + temperature 2/sqrt(D_h) + 10x angle LR"),
     "fsn:L3": Variant("fsn", {"n_layer": 3}, note="3 layers, FFN width re-solved (OQ-2)"),
     "fsn:L4": Variant("fsn", {"n_layer": 4}, note="4 layers, FFN width re-solved (OQ-2)"),
 }
@@ -110,7 +116,8 @@ def resolve(variant: Variant, protocol: Protocol) -> Variant:
         from fsnlab.models import get_preset
 
         head_dim = get_preset(f"fsn-{protocol.rung}").head_dim
-        return Variant(variant.family, {"temperature_init": 2 / head_dim**0.5}, variant.train, "temperature init 2/sqrt(D_h) (OQ-6)")
+        model = {**variant.model, "temperature_init": 2 / head_dim**0.5}
+        return Variant(variant.family, model, variant.train, variant.note)
     return variant
 
 
