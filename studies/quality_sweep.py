@@ -105,6 +105,12 @@ VARIANTS: dict[str, Variant] = {
     "fsn:qgate-angle10": Variant("fsn", {"gate": "query"}, {"angle_lr_scale": 10.0}, note="query gate + 10x angle LR"),
     "fsn:qgate-beta2x-angle10": Variant("fsn", {"gate": "query", "temperature_init": None}, {"angle_lr_scale": 10.0},
                                         note="query gate + temperature 2/sqrt(D_h) + 10x angle LR"),
+    "fsn:tied-angle10": Variant("fsn", {"readout": "tied"}, {"angle_lr_scale": 10.0}, note="tied readout + 10x angle LR"),
+    "fsn:tied-qgate-angle10": Variant("fsn", {"readout": "tied", "gate": "query"}, {"angle_lr_scale": 10.0},
+                                      note="tied readout + query gate + 10x angle LR"),
+    "fsn:offset-angle10": Variant("fsn", {"score_offset": True}, {"angle_lr_scale": 10.0},
+                                  note="learned score offset phi (OQ-4) + 10x angle LR"),
+    "ka:angle10": Variant("ka", train={"angle_lr_scale": 10.0}, note="base layer + 10x angle LR"),
     "fsn:L3": Variant("fsn", {"n_layer": 3}, note="3 layers, FFN width re-solved (OQ-2)"),
     "fsn:L4": Variant("fsn", {"n_layer": 4}, note="4 layers, FFN width re-solved (OQ-2)"),
 }

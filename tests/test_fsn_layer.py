@@ -37,6 +37,7 @@ CASES = [
     dict(kernel="full", kernel_sharing="coord"),
     dict(kernel="full", gate="query"),
     dict(kernel="+sakaguchi", natural_frequency=True),
+    dict(kernel="full", score_offset=True),
 ]
 
 

@@ -35,7 +35,7 @@ FAMILY_VARIANTS = [
     ("fsn-tiny", {"delay_mask": "separate_strict"}),
     ("fsn-tiny", {"delay_mask": "shared_self"}),
     ("fsn-tiny", {"gate": "query", "readout": "tied", "embedding": "tanh", "natural_frequency": True}),
-    ("fsn-tiny", {"embedding": "vector", "readout": "tied"}),
+    ("fsn-tiny", {"embedding": "vector", "readout": "tied", "score_offset": True}),
 ]
 IDS = [f"{p}{'-' + ','.join(f'{k}={v}' for k, v in o.items()) if o else ''}" for p, o in FAMILY_VARIANTS]
 

@@ -86,6 +86,7 @@ class FSNConfig:
 
     # -- score map: gated phase coherence with rotary drift (§3.3) ------------------------------
     gate: Literal["static", "query"] = "static"  # learned metric g (OQ-4)
+    score_offset: bool = False  # learned static phase offset phi_i in the score: cos(theta_t - theta_u + omega (t-u) + phi) (OQ-4)
     temperature_init: float | None = None  # beta_h at init; None -> 1/sqrt(D_h) (OQ-6)
     rope_base: float = 10000.0  # omega_j = base^(-j/D_h), one frequency per phase coordinate (OQ-5)
 

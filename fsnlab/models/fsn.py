@@ -129,7 +129,7 @@ class PhaseEmbedding(nn.Module):
 class FSNAttention(nn.Module):
     """Frustrated synchronization attention: one Euler step ``theta + eta * F`` (§3.3-§3.5)."""
 
-    param_kinds = {"natural_frequency": "no_decay"}
+    param_kinds = {"natural_frequency": "no_decay", "score_offset": "angle"}
 
     def __init__(self, config: FSNConfig):
         super().__init__()
@@ -144,6 +144,7 @@ class FSNAttention(nn.Module):
         self.log_beta = nn.Parameter(torch.full((H,), math.log(beta0)))
         self.eta_raw = nn.Parameter(torch.full((D,), _softplus_inverse(config.step_size_init)))
         self.natural_frequency = nn.Parameter(torch.zeros(D)) if config.natural_frequency else None
+        self.score_offset = nn.Parameter(torch.zeros(D)) if config.score_offset else None
         groups = H if config.kernel_sharing == "head" else D
         self.kernel = CouplingKernel(self.spec, groups, config.delay_init_scale, config.delay_init_angle)
         self.register_buffer(
@@ -184,9 +185,11 @@ class FSNAttention(nn.Module):
         return c, d  # type: ignore[return-value]
 
     def queries_keys(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Score features (§3.3): ``q = beta g [cos; sin](theta + omega t)``, ``k = [cos; sin](theta + omega t)``.
+        """Score features (§3.3): ``q = beta g [cos; sin](theta + omega t + phi)``, ``k = [cos; sin](theta + omega t)``.
 
-        Returns ``q, k (B, H, T, 2 D_h)`` so that ``q . k = beta sum_i g_i cos(theta_t - theta_u + omega (t - u))``.
+        Returns ``q, k (B, H, T, 2 D_h)`` so that ``q . k = beta sum_i g_i cos(theta_t - theta_u + omega (t - u) + phi_i)``.
+        ``phi`` is the learned score offset (``score_offset=True``, zero otherwise): a head can then match a
+        token to those whose phases are its own rotated by ``-phi`` rather than to look-alikes only.
         """
         H = self.config.n_head
         T = theta.shape[1]
@@ -195,7 +198,11 @@ class FSNAttention(nn.Module):
         cos, sin = torch.cos(drifted), torch.sin(drifted)
         g = self.gate(theta)
         k = torch.stack([cos, sin], -1)  # (B, T, D, 2)
-        q = k * g.unsqueeze(-1)
+        if self.score_offset is not None:
+            shifted = drifted + self.score_offset
+            q = torch.stack([torch.cos(shifted), torch.sin(shifted)], -1) * g.unsqueeze(-1)
+        else:
+            q = k * g.unsqueeze(-1)
         beta = self.temperature()[None, :, None, None]
         return split_heads(q, H) * beta, split_heads(k, H)
 
