@@ -158,7 +158,9 @@ def run_one(name: str, protocol_name: str, lr: float, seed: int) -> dict[str, An
             eval_bytes=protocol.eval_bytes,
             eval_interval=protocol.eval_interval,
             model_overrides=dict(variant.model),
-            **variant.train,
+            # the protocol pins the angle LR at 1x (the trainer's default was 1x when the sweeps began):
+            # a variant that wants another scale says so, so every recorded run keeps its meaning
+            **{"angle_lr_scale": 1.0, **variant.train},
         )
         if run_dir.exists():
             import shutil

@@ -35,7 +35,7 @@ class TrainConfig:
     max_steps: int | None = 500  # optimizer steps; overrides epochs when both are set
     epochs: float | None = None  # one epoch = as many tokens as the train split has bytes (OQ-21)
     lr: float = 1e-2  # peak LR; good for short CPU runs (spec §7.2 sweeps {1e-3, 2e-3, 3e-3, 5e-3} at 1M)
-    angle_lr_scale: float = 1.0  # LR multiplier for phase tables (embedding, mode phases) (OQ-25)
+    angle_lr_scale: float = 10.0  # LR multiplier for phase tables (embedding, mode phases); 10x measured best (docs/quality.md §2, OQ-25)
     scalar_lr_scale: float = 1.0  # LR multiplier for the no-decay group: gains, biases, kernel coefficients, step sizes, temperatures
     warmup_frac: float = 0.02  # linear warmup over this fraction of the steps (OQ-24)
     min_lr_ratio: float = 0.1  # cosine decay ends at this fraction of the peak (OQ-24)
