@@ -108,6 +108,7 @@ VARIANTS: dict[str, Variant] = {
     "fsn:tied-angle10": Variant("fsn", {"readout": "tied"}, {"angle_lr_scale": 10.0}, note="tied readout + 10x angle LR"),
     "fsn:tied-qgate-angle10": Variant("fsn", {"readout": "tied", "gate": "query"}, {"angle_lr_scale": 10.0},
                                       note="tied readout + query gate + 10x angle LR"),
+    "fsn:score-offset": Variant("fsn", {"score_offset": True}, note="learned score offset phi (OQ-4)"),
     "fsn:offset-angle10": Variant("fsn", {"score_offset": True}, {"angle_lr_scale": 10.0},
                                   note="learned score offset phi (OQ-4) + 10x angle LR"),
     "ka:angle10": Variant("ka", train={"angle_lr_scale": 10.0}, note="base layer + 10x angle LR"),
