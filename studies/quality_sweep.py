@@ -111,6 +111,8 @@ VARIANTS: dict[str, Variant] = {
     "fsn:score-offset": Variant("fsn", {"score_offset": True}, note="learned score offset phi (OQ-4)"),
     "fsn:offset-angle10": Variant("fsn", {"score_offset": True}, {"angle_lr_scale": 10.0},
                                   note="learned score offset phi (OQ-4) + 10x angle LR"),
+    "fsn:qgate-offset-angle10": Variant("fsn", {"gate": "query", "score_offset": True}, {"angle_lr_scale": 10.0},
+                                        note="query gate + score offset + 10x angle LR"),
     "ka:angle10": Variant("ka", train={"angle_lr_scale": 10.0}, note="base layer + 10x angle LR"),
     "fsn:L3": Variant("fsn", {"n_layer": 3}, note="3 layers, FFN width re-solved (OQ-2)"),
     "fsn:L4": Variant("fsn", {"n_layer": 4}, note="4 layers, FFN width re-solved (OQ-2)"),
@@ -196,22 +198,32 @@ def load(protocol: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def table(protocol: str) -> str:
+def table(protocol: str, markdown: bool = False) -> str:
     rows: dict[tuple[str, float], list[float]] = {}
     for r in load(protocol):
         rows.setdefault((r["variant"], r["lr"]), []).append(r["val_bpc"])
     ref = {lr: statistics.mean(v) for (name, lr), v in rows.items() if name == "transformer"}
     best_ref = min(ref.values()) if ref else None
+    ordered = sorted(rows.items(), key=lambda kv: statistics.mean(kv[1]))
+    if markdown:
+        lines = ["| variant | what it changes | lr | seeds | val bpc | gap to best transformer |",
+                 "|---|---|---|---|---|---|"]
+        for (name, lr), v in ordered:
+            sd = f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else ""
+            gap = f"{statistics.mean(v) - best_ref:+.3f}" if best_ref is not None else "-"
+            note = VARIANTS[name].note if name in VARIANTS else ""
+            lines.append(f"| `{name}` | {note} | {lr:g} | {len(v)} | {statistics.mean(v):.3f}{sd} | {gap} |")
+        return "\n".join(lines)
     lines = [f"protocol {protocol}: {PROTOCOLS[protocol]}",
              f"{'variant':<22} {'lr':>7} {'n':>2} {'val bpc mean':>13} {'sd':>7} {'gap to best transformer':>24}"]
-    for (name, lr), v in sorted(rows.items(), key=lambda kv: statistics.mean(kv[1])):
+    for (name, lr), v in ordered:
         sd = statistics.stdev(v) if len(v) > 1 else float("nan")
         gap = f"{statistics.mean(v) - best_ref:+.3f}" if best_ref is not None else "-"
         lines.append(f"{name:<22} {lr:>7g} {len(v):>2} {statistics.mean(v):>13.4f} {sd:>7.4f} {gap:>24}")
     return "\n".join(lines)
 
 
-def curves(protocol: str) -> str:
+def curves(protocol: str, markdown: bool = False) -> str:
     """Learning curves: mean val bpc over seeds at every evaluation, per (variant, lr)."""
     runs: dict[tuple[str, float], list[dict[int, float]]] = {}
     for r in load(protocol):
@@ -220,13 +232,26 @@ def curves(protocol: str) -> str:
             points = {m["step"]: m["val_bpc"] for m in read_metrics(path) if m.get("event") == "eval"}
             runs.setdefault((r["variant"], r["lr"]), []).append(points)
     steps = sorted({s for curves_ in runs.values() for c in curves_ for s in c})
-    lines = [f"{'variant':<22} {'lr':>7} {'n':>2} " + " ".join(f"{s:>7}" for s in steps)]
-    for (name, lr), cs in sorted(runs.items(), key=lambda kv: statistics.mean(c[max(c)] for c in kv[1])):
+    ordered = sorted(runs.items(), key=lambda kv: statistics.mean(c[max(c)] for c in kv[1]))
+    if markdown:
+        lines = ["| variant | lr | seeds | " + " | ".join(f"step {s}" for s in steps) + " |",
+                 "|---|---|---|" + "---|" * len(steps)]
+    else:
+        lines = [f"{'variant':<22} {'lr':>7} {'n':>2} " + " ".join(f"{s:>7}" for s in steps)]
+    for (name, lr), cs in ordered:
         cells = []
         for s in steps:
             values = [c[s] for c in cs if s in c]
-            cells.append(f"{statistics.mean(values):>7.3f}" if values else f"{'-':>7}")
-        lines.append(f"{name:<22} {lr:>7g} {len(cs):>2} " + " ".join(cells))
+            if not values:
+                cells.append("-")
+            elif markdown and s == steps[-1] and len(values) > 1:
+                cells.append(f"**{statistics.mean(values):.3f}** ± {statistics.stdev(values):.3f}")
+            else:
+                cells.append(f"{statistics.mean(values):.3f}")
+        if markdown:
+            lines.append(f"| `{name}` | {lr:g} | {len(cs)} | " + " | ".join(cells) + " |")
+        else:
+            lines.append(f"{name:<22} {lr:>7g} {len(cs):>2} " + " ".join(f"{c:>7}" for c in cells))
     return "\n".join(lines)
 
 
@@ -239,6 +264,7 @@ def main() -> int:
     ap.add_argument("--lrs", help="comma-separated learning rates for `lr` (default: the protocol's grid)")
     ap.add_argument("--arms", default="transformer,fsn", help="variants swept by `lr` (default: transformer,fsn)")
     ap.add_argument("--seeds", help="comma-separated seeds (default: the protocol's)")
+    ap.add_argument("--markdown", action="store_true", help="`table`/`curves`: print a Markdown table")
     args = ap.parse_args()
     protocol = PROTOCOLS[args.protocol]
     lrs = tuple(float(x) for x in args.lrs.split(",")) if args.lrs else protocol.lrs
@@ -255,7 +281,10 @@ def main() -> int:
             for base in ("transformer", "fsn"):
                 jobs += [(base, lr_, s) for lr_ in lrs for s in seeds]
     if args.what == "curves":
-        print(curves(args.protocol))
+        print(curves(args.protocol, args.markdown))
+        return 0
+    if args.what == "table" and args.markdown:
+        print(table(args.protocol, markdown=True))
         return 0
     for name, lr, seed in jobs:
         rec = run_one(name, args.protocol, lr, seed)
