@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import zipfile
 from pathlib import Path
 
@@ -206,9 +205,7 @@ def test_code_errors(tmp_path):
 
 
 def test_code_stdlib_default():
-    start = time.perf_counter()
     corpus = load_corpus("code")
-    elapsed = time.perf_counter() - start
     assert corpus.name == "code"
     assert corpus.description["source"] == str(stdlib_dir())
     n_files = corpus.description["n_files"]
@@ -218,7 +215,6 @@ def test_code_stdlib_default():
     assert len(rels) == n_files
     assert not any({"test", "tests", "idle_test", "site-packages"} & set(r.split("/")[:-1]) for r in rels)
     assert rels != sorted(rels)  # shuffled, not alphabetical
-    assert elapsed < 10, f"stdlib code corpus took {elapsed:.1f} s"
 
 
 # --- text and spec errors ---------------------------------------------------------------------
