@@ -264,3 +264,19 @@ def test_attributes_and_schema():
         assert "long_name" in ds[name].attrs, name
     assert ds.theta.attrs["valid_max"] == np.float32(PI32)
     assert ds.R.attrs["valid_min"] == 0 and ds.R.attrs["valid_max"] == 1
+
+
+def test_switch_parameters_reach_the_dataset():
+    """A switch that adds a learned quantity to the layer (score offset, natural frequency) is probed too."""
+    from fsnlab.probe.weights import fsn_weight_variables
+
+    torch.manual_seed(0)
+    model = build_model("fsn-tiny", score_offset=True, natural_frequency=True)
+    with torch.no_grad():
+        model.blocks[1].attn.score_offset.fill_(0.25)
+    variables = fsn_weight_variables(model, grid_size=16)
+    dims, values = variables["score_offset"]
+    assert dims == ("layer", "osc") and values.shape == (2, 32)
+    assert np.allclose(values[1], 0.25) and np.allclose(values[0], 0.0)
+    assert "score_offset" in VARIABLES and "natural_frequency" in variables
+    assert "score_offset" not in fsn_weight_variables(build_model("fsn-tiny"), grid_size=16)

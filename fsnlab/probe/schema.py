@@ -113,6 +113,7 @@ VARIABLES: dict[str, VarSpec] = {
     "gate": _V("score gate g", "1", "static learned metric per coordinate, softplus(gate_raw) (spec 3.3, OQ-4)"),
     "rope_frequency": _V("rotary drift frequency omega", "radian", "per position, per coordinate (spec 3.3, OQ-5)"),
     "natural_frequency": _V("natural frequency Omega", "radian", "constant drift per step (OQ-12)"),
+    "score_offset": _V("score offset phi", "radian", "learned static offset inside the score's cosine (OQ-4, docs/models.md)"),
     # -- FSN-MF -------------------------------------------------------------------------------------
     "mode_phase": _V("mode phase Phi", "radian", "learned collective mode phases, wrapped (spec 5)", PHASE),
     "mode_step_size": _V("mode coupling step size eta'", "1", "per coordinate (spec 5)"),

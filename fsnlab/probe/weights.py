@@ -67,6 +67,8 @@ def fsn_weight_variables(model: torch.nn.Module, grid_size: int) -> dict[str, An
         out["gate"] = (("layer", "osc"), np.stack([_np(b.attn.gate()) for b in blocks]).astype(np.float32))
     if cfg.natural_frequency:
         out["natural_frequency"] = (("layer", "osc"), np.stack([_np(b.attn.natural_frequency) for b in blocks]).astype(np.float32))
+    if cfg.score_offset:
+        out["score_offset"] = (("layer", "osc"), np.stack([_np(b.attn.score_offset) for b in blocks]).astype(np.float32))
     if cfg.ffn == "mean_field":
         out.update(_mode_variables(blocks, cfg))
     return out
