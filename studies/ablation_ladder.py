@@ -9,10 +9,8 @@ are shared with the matched-budget study).
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from fsnlab.study import Manifest
-from fsnlab.study.driver import StudyContext, StudyResult, add_lr_arguments, arm_lrs, split_list, study_main
+from fsnlab.study.driver import StudyContext, add_lr_arguments, arm_lrs, entry_points, split_list
 
 KIND = "ablation_ladder"
 KERNELS = ("base", "+harmonics", "+sakaguchi", "+delay", "full")
@@ -38,12 +36,7 @@ def add_arguments(parser) -> None:  # noqa: ANN001
     add_lr_arguments(parser)
 
 
-def run(argv: Sequence[str] | None = None) -> StudyResult:
-    return study_main(KIND, __doc__, build_manifest, (), add_arguments, argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(argv).exit_code
+run, main = entry_points(KIND, __doc__, build_manifest, (), add_arguments)
 
 
 if __name__ == "__main__":

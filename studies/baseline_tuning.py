@@ -8,10 +8,8 @@ LRs feed the other studies through ``--tuned STUDY_DIR``.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from fsnlab.study import Manifest
-from fsnlab.study.driver import StudyContext, StudyResult, split_list, study_main
+from fsnlab.study.driver import StudyContext, add_arms_argument, entry_points, split_list
 
 KIND = "baseline_tuning"
 ARMS = ("transformer", "fsn")
@@ -33,16 +31,11 @@ def build_manifest(ctx: StudyContext) -> Manifest:
 
 
 def add_arguments(parser) -> None:  # noqa: ANN001
-    parser.add_argument("--arms", metavar="LIST", help=f"comma-separated arms (default {','.join(ARMS)})")
+    add_arms_argument(parser, ARMS)
     parser.add_argument("--lrs", metavar="LIST", help="comma-separated peak LRs (default: smoke 1e-2,3e-3; paper 1e-3,2e-3,3e-3,5e-3)")
 
 
-def run(argv: Sequence[str] | None = None) -> StudyResult:
-    return study_main(KIND, __doc__, build_manifest, (), add_arguments, argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(argv).exit_code
+run, main = entry_points(KIND, __doc__, build_manifest, (), add_arguments)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ permutation-invariant summaries. The runs are the matched-budget study's text ru
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from fsnlab.study import Manifest
 from fsnlab.study.analyses import kernel_analysis
-from fsnlab.study.driver import StudyContext, StudyResult, add_lr_arguments, arm_lrs, split_list, study_main
+from fsnlab.study.driver import (
+    StudyContext, add_arm_runs, add_arms_argument, add_lr_arguments, arm_lrs, entry_points, split_list,
+)
 
 KIND = "kernel_reading"
 ARMS = ("fsn", "fsn-mf")
@@ -27,10 +27,7 @@ def build_manifest(ctx: StudyContext) -> Manifest:
     data = ctx.text_data()
     manifest = Manifest(KIND, f"Kernel reading of trained FSNs at the {p.rung} rung ({p.scale} scale)", p.scale,
                         settings={"arms": arms, "lrs": lrs, "data_text": data})
-    for seed in range(p.seeds):
-        for arm in arms:
-            config = p.train_config(f"{arm}-{p.rung}", data=data, seed=seed, lr=lrs[arm])
-            manifest.add(config, arm=arm, seed=seed, corpus="text", lr=lrs[arm], rung=p.rung)
+    add_arm_runs(manifest, ctx, arms, lrs, data, p.seeds)
     return manifest
 
 
@@ -39,16 +36,11 @@ def analyse(ds, manifest: Manifest, ctx: StudyContext):  # noqa: ANN001, ANN201
 
 
 def add_arguments(parser) -> None:  # noqa: ANN001
-    parser.add_argument("--arms", metavar="LIST", help=f"comma-separated FSN arms (default {','.join(ARMS)})")
+    add_arms_argument(parser, ARMS)
     add_lr_arguments(parser)
 
 
-def run(argv: Sequence[str] | None = None) -> StudyResult:
-    return study_main(KIND, __doc__, build_manifest, (analyse,), add_arguments, argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(argv).exit_code
+run, main = entry_points(KIND, __doc__, build_manifest, (analyse,), add_arguments)
 
 
 if __name__ == "__main__":

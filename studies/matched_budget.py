@@ -10,10 +10,10 @@ mean ± sd, median, a t-distribution 95% CI, and paired t / Wilcoxon tests again
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from fsnlab.study import Manifest
-from fsnlab.study.driver import StudyContext, StudyResult, add_lr_arguments, arm_lrs, split_list, study_main
+from fsnlab.study.driver import (
+    StudyContext, add_arm_runs, add_arms_argument, add_lr_arguments, arm_lrs, entry_points, split_list,
+)
 
 KIND = "matched_budget"
 ARMS = ("fsn", "transformer", "ka", "fsn-mf")
@@ -31,25 +31,17 @@ def build_manifest(ctx: StudyContext) -> Manifest:
         data = ctx.text_data() if corpus == "text" else ctx.code_data()
         seeds = p.headline_seeds if corpus == "text" else p.seeds  # 5 headline, 3 elsewhere (paper scale)
         manifest.settings[f"data_{corpus}"] = data
-        for seed in range(seeds):
-            for arm in arms:
-                config = p.train_config(f"{arm}-{p.rung}", data=data, seed=seed, lr=lrs[arm])
-                manifest.add(config, arm=arm, seed=seed, corpus=corpus, lr=lrs[arm], rung=p.rung)
+        add_arm_runs(manifest, ctx, arms, lrs, data, seeds, corpus=corpus)
     return manifest
 
 
 def add_arguments(parser) -> None:  # noqa: ANN001
-    parser.add_argument("--arms", metavar="LIST", help=f"comma-separated arms (default {','.join(ARMS)})")
+    add_arms_argument(parser, ARMS)
     parser.add_argument("--corpora", metavar="LIST", help="text,code (default both)")
     add_lr_arguments(parser)
 
 
-def run(argv: Sequence[str] | None = None) -> StudyResult:
-    return study_main(KIND, __doc__, build_manifest, (), add_arguments, argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(argv).exit_code
+run, main = entry_points(KIND, __doc__, build_manifest, (), add_arguments)
 
 
 if __name__ == "__main__":

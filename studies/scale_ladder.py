@@ -8,10 +8,10 @@ fixed. Smoke: the tiny and small rungs.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from fsnlab.study import Manifest
-from fsnlab.study.driver import StudyContext, StudyResult, add_lr_arguments, arm_lrs, split_list, study_main
+from fsnlab.study.driver import (
+    StudyContext, add_arm_runs, add_arms_argument, add_lr_arguments, arm_lrs, entry_points, split_list,
+)
 
 KIND = "scale_ladder"
 ARMS = ("fsn", "transformer")
@@ -26,25 +26,17 @@ def build_manifest(ctx: StudyContext) -> Manifest:
     manifest = Manifest(KIND, f"Scale ladder: {', '.join(rungs)} ({p.scale} scale)", p.scale,
                         settings={"arms": arms, "rungs": rungs, "lrs": lrs, "data_text": data})
     for rung in rungs:
-        for seed in range(p.seeds):
-            for arm in arms:
-                config = p.train_config(f"{arm}-{rung}", data=data, seed=seed, lr=lrs[arm])
-                manifest.add(config, arm=arm, rung=rung, seed=seed, corpus="text", lr=lrs[arm])
+        add_arm_runs(manifest, ctx, arms, lrs, data, p.seeds, rung=rung)
     return manifest
 
 
 def add_arguments(parser) -> None:  # noqa: ANN001
-    parser.add_argument("--arms", metavar="LIST", help=f"comma-separated arms (default {','.join(ARMS)})")
+    add_arms_argument(parser, ARMS)
     parser.add_argument("--rungs", metavar="LIST", help="comma-separated rungs (default: smoke tiny,small; paper 1m,2m,4m)")
     add_lr_arguments(parser)
 
 
-def run(argv: Sequence[str] | None = None) -> StudyResult:
-    return study_main(KIND, __doc__, build_manifest, (), add_arguments, argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(argv).exit_code
+run, main = entry_points(KIND, __doc__, build_manifest, (), add_arguments)
 
 
 if __name__ == "__main__":

@@ -215,6 +215,50 @@ def study_main(
     return run_study(kind, args, build_manifest, analyses)
 
 
+def entry_points(
+    kind: str,
+    description: str,
+    build_manifest: Callable[[StudyContext], Manifest],
+    analyses: Sequence[Analysis] = (),
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> tuple[Callable[..., StudyResult], Callable[..., int]]:
+    """A study script's ``run(argv) -> StudyResult`` and ``main(argv) -> exit code``."""
+
+    def run(argv: Sequence[str] | None = None) -> StudyResult:
+        return study_main(kind, description, build_manifest, analyses, add_arguments, argv)
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        return run(argv).exit_code
+
+    return run, main
+
+
+# -- the arms of a study ----------------------------------------------------------------------------
+
+
+def add_arms_argument(parser: argparse.ArgumentParser, arms: Sequence[str]) -> None:
+    parser.add_argument("--arms", metavar="LIST", help=f"comma-separated arms (default {','.join(arms)})")
+
+
+def add_arm_runs(
+    manifest: Manifest,
+    ctx: StudyContext,
+    arms: Sequence[str],
+    lrs: dict[str, float],
+    data: str,
+    seeds: int,
+    rung: str | None = None,
+    corpus: str = "text",
+) -> None:
+    """Add ``seeds x arms`` runs at one rung (the protocol's by default), each arm at its own LR."""
+    p = ctx.protocol
+    rung = rung or p.rung
+    for seed in range(seeds):
+        for arm in arms:
+            config = p.train_config(f"{arm}-{rung}", data=data, seed=seed, lr=lrs[arm])
+            manifest.add(config, arm=arm, seed=seed, corpus=corpus, lr=lrs[arm], rung=rung)
+
+
 # -- learning rates per arm (shared by the studies that train the headline arms) -------------------
 
 
