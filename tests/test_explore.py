@@ -7,10 +7,7 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from fsnlab.cli import main  # noqa: E402
 from apps.cli import load_app_package  # noqa: E402
 from fsnlab.probe.core import write_probe  # noqa: E402
 from fsnlab.probe.options import ProbeOptions  # noqa: E402
+from explorer_process import running_explorer  # noqa: E402
 
 explorer_pkg = load_app_package()
 
@@ -301,31 +299,11 @@ def test_server_in_a_thread_binds_localhost(app):
 def test_command_serves_the_page(folder, tmp_path):
     """`fsnlab explore DIR --port 0 --no-browser` in a subprocess (outside the checkout, so `apps` is
     found through fsnlab): GET / and /_dash-layout on 127.0.0.1, then stop it."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.Popen([sys.executable, "-m", "fsnlab", "explore", str(folder), "--port", "0", "--no-browser"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = ""
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if line or proc.poll() is not None:
-                break
-        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert m, (line, proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
-        base = m.group(0)
+    with running_explorer(folder, tmp_path, wait=90, keep_pythonpath=False) as base:
         with urllib.request.urlopen(base, timeout=20) as r:
             assert r.status == 200 and b"fsnlab explore" in r.read()
         with urllib.request.urlopen(base + "_dash-layout", timeout=20) as r:
             assert r.status == 200 and json.loads(r.read())
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def test_folder_with_a_broken_file(tmp_path, capsys):

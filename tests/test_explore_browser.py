@@ -10,12 +10,10 @@ them; locally: apt-get install chromium chromium-driver; pip install selenium)."
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -36,6 +34,7 @@ from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from fsnlab.train import TrainConfig, train  # noqa: E402
+from explorer_process import running_explorer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = "In the beginning God created the heaven and the earth. And the earth was without form."
@@ -64,35 +63,8 @@ def probe_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(probe_file):
     """`fsnlab explore p.zarr --no-browser --port 0` in a subprocess; yields its URL; always stopped."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "fsnlab", "explore", str(probe_file), "--port", "0", "--no-browser"],
-                            cwd=probe_file.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        url, seen, deadline = None, [], time.monotonic() + WAIT
-        while url is None and time.monotonic() < deadline and proc.poll() is None:
-            line = proc.stdout.readline()  # the command prints its URL first
-            seen.append(line)
-            m = re.search(r"http://127\.0\.0\.1:\d+/", line)
-            url = m.group(0) if m else None
-        assert url, f"no URL from fsnlab explore (exit {proc.poll()}): {''.join(seen)[-2000:]}"
-        while True:  # serving?
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    with running_explorer(probe_file, probe_file.parent, wait=WAIT) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
