@@ -113,6 +113,8 @@ VARIANTS: dict[str, Variant] = {
                                   note="learned score offset phi (OQ-4) + 10x angle LR"),
     "fsn:qgate-offset-angle10": Variant("fsn", {"gate": "query", "score_offset": True}, {"angle_lr_scale": 10.0},
                                         note="query gate + score offset + 10x angle LR"),
+    "fsn-mf": Variant("fsn-mf", note="mean-field variant, no MLP (spec 5)"),
+    "fsn-mf:angle10": Variant("fsn-mf", train={"angle_lr_scale": 10.0}, note="mean-field variant + 10x angle LR (mode phases too)"),
     "ka:angle10": Variant("ka", train={"angle_lr_scale": 10.0}, note="base layer + 10x angle LR"),
     "fsn:L3": Variant("fsn", {"n_layer": 3}, note="3 layers, FFN width re-solved (OQ-2)"),
     "fsn:L4": Variant("fsn", {"n_layer": 4}, note="4 layers, FFN width re-solved (OQ-2)"),
