@@ -271,6 +271,10 @@ def main() -> int:
     protocol = PROTOCOLS[args.protocol]
     lrs = tuple(float(x) for x in args.lrs.split(",")) if args.lrs else protocol.lrs
     seeds = tuple(int(x) for x in args.seeds.split(",")) if args.seeds else protocol.seeds
+    asked = (args.variants.split(",") if args.variants else []) + (args.arms.split(",") if args.what == "lr" else [])
+    unknown = [name for name in asked if name not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variant(s) {', '.join(unknown)}; choose from: {', '.join(VARIANTS)}")
     jobs: list[tuple[str, float, int]] = []
     if args.what == "lr":
         for name in args.arms.split(","):

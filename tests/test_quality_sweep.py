@@ -68,3 +68,11 @@ def test_table_and_curves_read_the_records(tmp_path, monkeypatch):
     assert md[0].startswith("| variant | lr | seeds | step 500 | step 1000")
     assert md[2].startswith("| `transformer` | 0.01 | 2 | 2.600 | **2.300** ± 0.141")
     assert md[3] == "| `fsn` | 0.01 | 1 | 2.600 | 2.500 |"
+
+
+def test_unknown_variant_is_a_one_line_error(monkeypatch):
+    q = _sweep()
+    monkeypatch.setattr(sys, "argv", ["quality_sweep.py", "variants", "--variants", "fsn:nope", "--lr", "1e-2"])
+    with pytest.raises(SystemExit) as exc:
+        q.main()
+    assert str(exc.value).startswith("unknown variant(s) fsn:nope; choose from: transformer")
