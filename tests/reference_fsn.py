@@ -4,7 +4,7 @@ Explicit loops over query t, key u, coordinate i and harmonic n; no attention ke
 order-parameter form, no interleaving. It reads the layer's parameters (gate, temperature, step
 size, kernel coefficients) and nothing else of its code.
 
-    s_{t,u}  = sum_{i in h} g_i cos(theta_{t,i} - theta_{u,i} + omega_i (t - u) [+ phi_i])  (§3.3)
+    s_{t,u}  = sum_{i in h} g_i cos(theta_{t,i} - theta_{u,i} + omega_i (t - u) [+ phi_{t,i}])  (§3.3)
     A_{t,u}  = softmax_{u <= t}(beta_h s_{t,u})
     F_{t,i}  = sum_u sum_n [ A_{t,u} Im(c_n e^{i n (theta_u - theta_t)})
                             + Atilde_{t,u} Im(d_n e^{i n (theta_{u+1} - theta_t)}) ]     (§3.4)
@@ -44,10 +44,17 @@ def _layer_parameters(layer):
     # the rotary frequencies are read from the layer's buffer (float32 values of base^(-j/D_h));
     # test_rotary_frequencies checks them against the formula
     rope = layer.rope_omega.double().numpy()
-    if layer.score_offset is not None:
-        rope_offset = layer.score_offset.detach().double().numpy()
+    if layer.offset_proj is not None:  # phi_t = W_phi [cos; sin] theta_t + b_phi
+        W_phi = layer.offset_proj.weight.detach().double().numpy()
+        b_phi = layer.offset_proj.bias.detach().double().numpy()
+
+        def rope_offset(theta_t):
+            return W_phi @ np.concatenate([np.cos(theta_t), np.sin(theta_t)]) + b_phi
     else:
-        rope_offset = np.zeros(D)
+        static = layer.score_offset.detach().double().numpy() if layer.score_offset is not None else np.zeros(D)
+
+        def rope_offset(theta_t):
+            return static
     return gate, beta, eta, omega_nat, c, d, (rope, rope_offset), Dh
 
 
@@ -61,10 +68,11 @@ def reference_attention_step(layer, theta: np.ndarray) -> np.ndarray:
     out = theta.copy()
     for t in range(T):
         g = gate(theta[t])
+        phi_t = phi(theta[t])
         for h in range(H):
             coords = range(h * Dh, (h + 1) * Dh)
             scores = [
-                beta[h] * sum(g[i] * math.cos(theta[t, i] - theta[u, i] + rope[i] * (t - u) + phi[i]) for i in coords)
+                beta[h] * sum(g[i] * math.cos(theta[t, i] - theta[u, i] + rope[i] * (t - u) + phi_t[i]) for i in coords)
                 for u in range(t + 1)
             ]
             m = max(scores)

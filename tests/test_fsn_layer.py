@@ -38,6 +38,7 @@ CASES = [
     dict(kernel="full", gate="query"),
     dict(kernel="+sakaguchi", natural_frequency=True),
     dict(kernel="full", score_offset=True),
+    dict(kernel="full", query_offset=True, gate="query"),
 ]
 
 

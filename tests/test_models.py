@@ -36,6 +36,7 @@ FAMILY_VARIANTS = [
     ("fsn-tiny", {"delay_mask": "shared_self"}),
     ("fsn-tiny", {"gate": "query", "readout": "tied", "embedding": "tanh", "natural_frequency": True}),
     ("fsn-tiny", {"embedding": "vector", "readout": "tied", "score_offset": True}),
+    ("fsn-tiny", {"query_offset": True}),
 ]
 IDS = [f"{p}{'-' + ','.join(f'{k}={v}' for k, v in o.items()) if o else ''}" for p, o in FAMILY_VARIANTS]
 
@@ -154,6 +155,7 @@ def test_config_round_trips_through_json():
         {"family": "fsn", "d_phase": 10, "n_head": 3},
         {"family": "fsn", "not_a_field": 1},
         {"family": "fsn", "delay_mask": "diagonal"},
+        {"family": "fsn", "score_offset": True, "query_offset": True},
         {"family": "fsn", "schema_version": 99},
     ],
 )

@@ -145,6 +145,8 @@ class FSNAttention(nn.Module):
         self.eta_raw = nn.Parameter(torch.full((D,), _softplus_inverse(config.step_size_init)))
         self.natural_frequency = nn.Parameter(torch.zeros(D)) if config.natural_frequency else None
         self.score_offset = nn.Parameter(torch.zeros(D)) if config.score_offset else None
+        # phi_t = W_phi [cos; sin] theta_t + b_phi (OQ-4); std-0.02 weights and a zero bias: near zero at init
+        self.offset_proj = nn.Linear(2 * D, D) if config.query_offset else None
         groups = H if config.kernel_sharing == "head" else D
         self.kernel = CouplingKernel(self.spec, groups, config.delay_init_scale, config.delay_init_angle)
         self.register_buffer(
@@ -176,6 +178,13 @@ class FSNAttention(nn.Module):
         phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
         return torch.sigmoid(self.gate_proj(phi).to(theta.dtype))
 
+    def offset(self, theta: torch.Tensor) -> torch.Tensor | None:
+        """The score offset ``phi``: ``(D,)`` when static, ``(B, T, D)`` when query-conditioned, else ``None``."""
+        if self.offset_proj is not None:
+            phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
+            return self.offset_proj(phi).to(theta.dtype)
+        return self.score_offset
+
     def coordinate_coefficients(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
         """Kernel coefficients expanded to one per coordinate: ``c, d`` as (re, im) pairs ``(D, N)``."""
         reps = self.config.head_dim if self.config.kernel_sharing == "head" else 1
@@ -189,7 +198,10 @@ class FSNAttention(nn.Module):
 
         Returns ``q, k (B, H, T, 2 D_h)`` so that ``q . k = beta sum_i g_i cos(theta_t - theta_u + omega (t - u) + phi_i)``.
         ``phi`` is the learned score offset (``score_offset=True``, zero otherwise): a head can then match a
-        token to those whose phases are its own rotated by ``-phi`` rather than to look-alikes only.
+        token to those whose phases are its own rotated by ``-phi`` rather than to look-alikes only. With
+        ``query_offset=True`` the offset is a function of the query's own phases,
+        ``phi_t = W_phi [cos; sin] theta_t + b_phi``: each token chooses what to look for, the phase-space
+        counterpart of a transformer's query map (OQ-4). The keys, and so the value pathway, are unchanged.
         """
         H = self.config.n_head
         T = theta.shape[1]
@@ -198,8 +210,9 @@ class FSNAttention(nn.Module):
         cos, sin = torch.cos(drifted), torch.sin(drifted)
         g = self.gate(theta)
         k = torch.stack([cos, sin], -1)  # (B, T, D, 2)
-        if self.score_offset is not None:
-            shifted = drifted + self.score_offset
+        offset = self.offset(theta)
+        if offset is not None:
+            shifted = drifted + offset
             q = torch.stack([torch.cos(shifted), torch.sin(shifted)], -1) * g.unsqueeze(-1)
         else:
             q = k * g.unsqueeze(-1)
