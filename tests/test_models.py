@@ -37,6 +37,7 @@ FAMILY_VARIANTS = [
     ("fsn-tiny", {"gate": "query", "readout": "tied", "embedding": "tanh", "natural_frequency": True}),
     ("fsn-tiny", {"embedding": "vector", "readout": "tied", "score_offset": True}),
     ("fsn-tiny", {"query_offset": True}),
+    ("fsn-tiny", {"attn_steps": 2}),
 ]
 IDS = [f"{p}{'-' + ','.join(f'{k}={v}' for k, v in o.items()) if o else ''}" for p, o in FAMILY_VARIANTS]
 
@@ -156,6 +157,7 @@ def test_config_round_trips_through_json():
         {"family": "fsn", "not_a_field": 1},
         {"family": "fsn", "delay_mask": "diagonal"},
         {"family": "fsn", "score_offset": True, "query_offset": True},
+        {"family": "fsn", "attn_steps": 0},
         {"family": "fsn", "schema_version": 99},
     ],
 )
@@ -236,3 +238,18 @@ def test_vector_embedding_is_the_angle_of_its_vectors():
     assert torch.allclose(theta, expected)
     assert torch.allclose(model.embed.phases()[idx], theta)
     assert theta.abs().max() <= math.pi
+
+
+def test_attn_steps_integrate_the_same_coupling_again():
+    """attn_steps=2 is the attention step applied twice with the same weights, then the feed-forward."""
+    torch.manual_seed(0)
+    model = build_model("fsn-tiny", attn_steps=2).eval()
+    block = model.blocks[0]
+    theta = torch.randn(2, 9, model.config.d_phase)
+    with torch.no_grad():
+        expected = block.ffn(block.attn(block.attn(theta)))
+        once = block.ffn(block.attn(theta))
+        torch.testing.assert_close(block(theta), expected)
+    assert (expected - once).abs().max() > 1e-3
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(model) == count(build_model("fsn-tiny"))

@@ -94,6 +94,7 @@ class FSNConfig:
     # -- phase update (§3.5) ----------------------------------------------------------------------
     step_size_init: float = 1.0  # eta = softplus(.) per coordinate, coupling strength K (OQ-11)
     natural_frequency: bool = False  # learned constant drift Omega per coordinate (OQ-12)
+    attn_steps: int = 1  # weight-tied Euler steps of the coupling per block, as in AKOrN (OQ-15, spec 13)
 
     # -- embedding and readout (§3.2, §3.7) -------------------------------------------------------
     embedding: Literal["angle", "tanh", "vector"] = "angle"  # angle table, pi*tanh(real table), or atan2 of 2-D vectors (OQ-3)
@@ -119,7 +120,7 @@ class FSNConfig:
         return kernel_spec(self.kernel, self.n_harmonics)
 
     def validate(self) -> "FSNConfig":
-        _check_positive(self, ("vocab_size", "context_length", "n_layer", "d_phase", "n_head", "n_harmonics"))
+        _check_positive(self, ("vocab_size", "context_length", "n_layer", "d_phase", "n_head", "n_harmonics", "attn_steps"))
         if self.d_phase % self.n_head:
             raise ConfigError(f"d_phase={self.d_phase} is not divisible by n_head={self.n_head}")
         kernel_spec(self.kernel, self.n_harmonics)

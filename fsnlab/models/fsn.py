@@ -361,13 +361,23 @@ def attention_weights_full(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 
 class FSNBlock(nn.Module):
+    """One block: ``attn_steps`` Euler steps of the same coupling (§3.5; 1 by default), then the feed-forward.
+
+    ``attn_steps > 1`` integrates the coupling further with tied weights, as AKOrN does (spec §13, OQ-15):
+    more dynamics per parameter, at that many times the attention cost. The attention hooks then report
+    the last of those steps.
+    """
+
     def __init__(self, config: FSNConfig):
         super().__init__()
         self.attn = FSNAttention(config)
         self.ffn = PhaseFeedForward(config) if config.ffn == "swiglu" else ModeCoupling(config)
+        self.attn_steps = config.attn_steps
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
-        return self.ffn(self.attn(theta))
+        for _ in range(self.attn_steps):
+            theta = self.attn(theta)
+        return self.ffn(theta)
 
 
 class PhaseReadout(nn.Module):
