@@ -123,6 +123,9 @@ VARIANTS: dict[str, Variant] = {
                                      note="3 layers, FFN width re-solved (OQ-2) + offset + 10x angle LR"),
     "fsn:steps2-offset-angle10": Variant("fsn", {"attn_steps": 2, "score_offset": True}, {"angle_lr_scale": 10.0},
                                          note="2 weight-tied coupling steps per block (AKOrN, OQ-15) + offset + 10x angle LR"),
+    # a DIAGNOSTIC, not a candidate default: it lets a sender's broadcast phase depend on all its coordinates
+    "fsn:value-offset-angle10": Variant("fsn", {"value_offset": True, "score_offset": True}, {"angle_lr_scale": 10.0},
+                                        note="DIAGNOSTIC: senders broadcast theta + W[cos; sin]theta (value routing) + offset + 10x angle LR"),
     "fsn-mf": Variant("fsn-mf", note="mean-field variant, no MLP (spec 5)"),
     "fsn-mf:angle10": Variant("fsn-mf", train={"angle_lr_scale": 10.0}, note="mean-field variant + 10x angle LR (mode phases too)"),
     "ka:angle10": Variant("ka", train={"angle_lr_scale": 10.0}, note="base layer + 10x angle LR"),

@@ -55,7 +55,13 @@ def _layer_parameters(layer):
 
         def rope_offset(theta_t):
             return static
-    return gate, beta, eta, omega_nat, c, d, (rope, rope_offset), Dh
+    if layer.value_proj is not None:  # diagnostic: senders broadcast theta_u + W_psi [cos; sin] theta_u + b_psi
+        W_psi = layer.value_proj.weight.detach().double().numpy()
+        b_psi = layer.value_proj.bias.detach().double().numpy()
+        sender = lambda th: th + np.concatenate([np.cos(th), np.sin(th)], -1) @ W_psi.T + b_psi  # noqa: E731
+    else:
+        sender = lambda th: th  # noqa: E731
+    return gate, beta, eta, omega_nat, c, d, (rope, rope_offset), Dh, sender
 
 
 def reference_attention_step(layer, theta: np.ndarray) -> np.ndarray:
@@ -63,7 +69,8 @@ def reference_attention_step(layer, theta: np.ndarray) -> np.ndarray:
     cfg = layer.config
     T, D = theta.shape
     H = cfg.n_head
-    gate, beta, eta, omega_nat, c, d, (rope, phi), Dh = _layer_parameters(layer)
+    gate, beta, eta, omega_nat, c, d, (rope, phi), Dh, sender = _layer_parameters(layer)
+    sent = sender(theta)  # the phases each token broadcasts (theta itself unless value_offset)
     N = c.shape[1]
     out = theta.copy()
     for t in range(T):
@@ -87,11 +94,11 @@ def reference_attention_step(layer, theta: np.ndarray) -> np.ndarray:
                 force = 0.0
                 for n in range(1, N + 1):
                     for u in range(t + 1):
-                        force += A[u] * (c[i, n - 1] * cmath.exp(1j * n * (theta[u, i] - theta[t, i]))).imag
+                        force += A[u] * (c[i, n - 1] * cmath.exp(1j * n * (sent[u, i] - theta[t, i]))).imag
                     if d is not None:
                         for u in range(t):
-                            force += A_delay[u] * (d[i, n - 1] * cmath.exp(1j * n * (theta[u + 1, i] - theta[t, i]))).imag
+                            force += A_delay[u] * (d[i, n - 1] * cmath.exp(1j * n * (sent[u + 1, i] - theta[t, i]))).imag
                         if cfg.delay_mask == "shared_self":  # the diagonal's successor is the token itself
-                            force += A[t] * (d[i, n - 1] * cmath.exp(1j * n * 0.0)).imag
+                            force += A[t] * (d[i, n - 1] * cmath.exp(1j * n * (sent[t, i] - theta[t, i]))).imag
                 out[t, i] = theta[t, i] + eta[i] * force + omega_nat[i]
     return out

@@ -202,6 +202,12 @@ def test_models_without_delay_are_refused(preset, kernel):
         verify_identity(model, _ids(1, 10))
 
 
+def test_value_offset_diagnostic_is_refused():
+    """Its senders broadcast shifted phases, so the identity in theta does not apply."""
+    with pytest.raises(IdentityError, match="value_offset"):
+        verify_identity(build_model("fsn-tiny", value_offset=True), _ids(1, 10))
+
+
 def test_too_few_tokens():
     with pytest.raises(IdentityError, match="at least 3"):
         verify_identity(build_model("fsn-tiny"), torch.tensor([[1, 2]]))

@@ -38,6 +38,7 @@ FAMILY_VARIANTS = [
     ("fsn-tiny", {"embedding": "vector", "readout": "tied", "score_offset": True}),
     ("fsn-tiny", {"query_offset": True}),
     ("fsn-tiny", {"attn_steps": 2}),
+    ("fsn-tiny", {"value_offset": True}),
 ]
 IDS = [f"{p}{'-' + ','.join(f'{k}={v}' for k, v in o.items()) if o else ''}" for p, o in FAMILY_VARIANTS]
 

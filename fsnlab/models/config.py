@@ -94,6 +94,7 @@ class FSNConfig:
     # -- phase update (§3.5) ----------------------------------------------------------------------
     step_size_init: float = 1.0  # eta = softplus(.) per coordinate, coupling strength K (OQ-11)
     natural_frequency: bool = False  # learned constant drift Omega per coordinate (OQ-12)
+    value_offset: bool = False  # DIAGNOSTIC: senders broadcast theta_u + psi(theta_u), psi = W_psi [cos; sin] theta_u + b (not the spec's layer, OQ-9)
     attn_steps: int = 1  # weight-tied Euler steps of the coupling per block, as in AKOrN (OQ-15, spec 13)
 
     # -- embedding and readout (§3.2, §3.7) -------------------------------------------------------

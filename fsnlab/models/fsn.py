@@ -147,6 +147,8 @@ class FSNAttention(nn.Module):
         self.score_offset = nn.Parameter(torch.zeros(D)) if config.score_offset else None
         # phi_t = W_phi [cos; sin] theta_t + b_phi (OQ-4); std-0.02 weights and a zero bias: near zero at init
         self.offset_proj = nn.Linear(2 * D, D) if config.query_offset else None
+        # DIAGNOSTIC switch, not the spec's layer: a content-dependent lag psi_u on what each sender broadcasts
+        self.value_proj = nn.Linear(2 * D, D) if config.value_offset else None
         groups = H if config.kernel_sharing == "head" else D
         self.kernel = CouplingKernel(self.spec, groups, config.delay_init_scale, config.delay_init_angle)
         self.register_buffer(
@@ -184,6 +186,20 @@ class FSNAttention(nn.Module):
             phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
             return self.offset_proj(phi).to(theta.dtype)
         return self.score_offset
+
+    def sender_phases(self, theta: torch.Tensor) -> torch.Tensor:
+        """The phases a token broadcasts to the value pathway: ``theta`` itself (the spec), or with
+        ``value_offset=True`` (a diagnostic) ``theta_u + psi_u``, ``psi_u = W_psi [cos; sin] theta_u + b_psi``.
+
+        The diagnostic gives each sender a content-dependent Sakaguchi lag, so coordinate ``i`` of a receiver
+        can be pulled toward a function of *all* coordinates of the sender: the routing a transformer's value
+        map has and the spec's coupling lacks (docs/quality.md). The delay identity then holds for the
+        broadcast phases, not for ``theta``, so ``fsnlab verify`` refuses such a model.
+        """
+        if self.value_proj is None:
+            return theta
+        phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
+        return theta + self.value_proj(phi).to(theta.dtype)
 
     def coordinate_coefficients(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
         """Kernel coefficients expanded to one per coordinate: ``c, d`` as (re, im) pairs ``(D, N)``."""
@@ -225,15 +241,16 @@ class FSNAttention(nn.Module):
         theta = self.hook_theta_in(theta)
         q, k = self.queries_keys(theta)
         cos_n, sin_n = harmonic_features(theta, N)  # (B, T, D, N)
+        sent = (cos_n, sin_n) if self.value_proj is None else harmonic_features(self.sender_phases(theta), N)
         c, d = self.coordinate_coefficients()
 
         # Values carry the kernel already: v_u = c_n e^{i n theta_u}, s_u = d_n e^{i n theta_{u+1}},
         # so one attention call returns sum_u A (c Z0 + d Z1) directly (linearity, §3.4).
-        v = torch.stack(complex_mul(c, (cos_n, sin_n)), -1)  # (B, T, D, N, 2)
+        v = torch.stack(complex_mul(c, sent), -1)  # (B, T, D, N, 2)
         if d is None:
             pull = causal_attention(q, k, split_heads(v, H))
         else:
-            own = torch.stack(complex_mul(d, (cos_n, sin_n)), -1)  # d e^{i n theta_u}
+            own = torch.stack(complex_mul(d, sent), -1)  # d e^{i n theta_u}
             succ = shift_to_successor(own)  # position u holds d e^{i n theta_{u+1}}
             pull = delay_attention(q, k, split_heads(v, H), split_heads(succ, H), split_heads(own, H), cfg.delay_mask)
         pull = merge_heads(pull, cfg.d_phase).unflatten(-1, (N, 2))
@@ -241,7 +258,7 @@ class FSNAttention(nn.Module):
         force = self.hook_force(force)
 
         if self.hook_Z0.active or self.hook_Z1.active or self.hook_attn.active:
-            self._emit_order_parameters(theta, q, k, cos_n, sin_n, d is not None)
+            self._emit_order_parameters(theta, q, k, *sent, d is not None)
 
         step = self.step_size() * force
         if self.natural_frequency is not None:
