@@ -70,6 +70,7 @@ class Variant:
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    matched: bool = True  # False: a diagnostic off the rung's budget, its overrides used as given
 
 
 VARIANTS: dict[str, Variant] = {
@@ -126,6 +127,15 @@ VARIANTS: dict[str, Variant] = {
     # a DIAGNOSTIC, not a candidate default: it lets a sender's broadcast phase depend on all its coordinates
     "fsn:value-offset-angle10": Variant("fsn", {"value_offset": True, "score_offset": True}, {"angle_lr_scale": 10.0},
                                         note="DIAGNOSTIC: senders broadcast theta + W[cos; sin]theta (value routing) + offset + 10x angle LR"),
+    # DIAGNOSTICS off the budget: how many parameters is the FSN's gap worth?
+    "fsn:h128-offset-angle10": Variant("fsn", {"score_offset": True, "ffn_hidden": 128}, {"angle_lr_scale": 10.0}, matched=False,
+                                       note="OFF BUDGET (1.45x parameters): FFN width 128 + offset + 10x angle LR"),
+    "fsn:h256-offset-angle10": Variant("fsn", {"score_offset": True, "ffn_hidden": 256}, {"angle_lr_scale": 10.0}, matched=False,
+                                       note="OFF BUDGET (2.3x parameters): FFN width 256 + offset + 10x angle LR"),
+    "transformer:h76": Variant("transformer", {"ffn_hidden": 76}, matched=False,
+                               note="OFF BUDGET (0.68x parameters): transformer with half the FFN width"),
+    "transformer:h38": Variant("transformer", {"ffn_hidden": 38}, matched=False,
+                               note="OFF BUDGET (0.52x parameters): transformer with a quarter of the FFN width"),
     "fsn-mf": Variant("fsn-mf", note="mean-field variant, no MLP (spec 5)"),
     "fsn-mf:angle10": Variant("fsn-mf", train={"angle_lr_scale": 10.0}, note="mean-field variant + 10x angle LR (mode phases too)"),
     "ka:angle10": Variant("ka", train={"angle_lr_scale": 10.0}, note="base layer + 10x angle LR"),
@@ -141,7 +151,7 @@ def resolve(variant: Variant, protocol: Protocol) -> Variant:
 
         head_dim = get_preset(f"fsn-{protocol.rung}").head_dim
         model = {**variant.model, "temperature_init": 2 / head_dim**0.5}
-        return Variant(variant.family, model, variant.train, variant.note)
+        return Variant(variant.family, model, variant.train, variant.note, variant.matched)
     return variant
 
 
@@ -150,7 +160,7 @@ def budget_matched(variant: Variant, rung: str) -> dict[str, Any]:
     from fsnlab.models import RUNG_TARGETS, get_preset, match_budget, replace_config
 
     preset = get_preset(f"{variant.family}-{rung}")
-    if variant.family == "transformer" or not variant.model:
+    if variant.family == "transformer" or not variant.model or not variant.matched:
         return dict(variant.model)
     matched = match_budget(replace_config(preset, **variant.model), RUNG_TARGETS[rung])
     width = "n_modes" if matched.ffn == "mean_field" else "ffn_hidden"
@@ -162,7 +172,7 @@ def run_one(name: str, protocol_name: str, lr: float, seed: int) -> dict[str, An
     """Train (or read back) one run; returns its record."""
     protocol = PROTOCOLS[protocol_name]
     variant = resolve(VARIANTS[name], protocol)
-    variant = Variant(variant.family, budget_matched(variant, protocol.rung), variant.train, variant.note)
+    variant = Variant(variant.family, budget_matched(variant, protocol.rung), variant.train, variant.note, variant.matched)
     run_dir = RUNS / protocol_name / f"{name.replace(':', '_')}-lr{lr:g}-s{seed}"
     final = _final_eval(run_dir, protocol.max_steps)
     if final is None:
