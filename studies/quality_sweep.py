@@ -136,6 +136,13 @@ VARIANTS: dict[str, Variant] = {
                                note="OFF BUDGET (0.68x parameters): transformer with half the FFN width"),
     "transformer:h38": Variant("transformer", {"ffn_hidden": 38}, matched=False,
                                note="OFF BUDGET (0.52x parameters): transformer with a quarter of the FFN width"),
+    # DIAGNOSTIC: the transformer's attention sublayer on the phase state, against the Kuramoto coupling
+    "fsn:dotattn-angle10": Variant("fsn", {"attention": "dot_product"}, {"angle_lr_scale": 10.0},
+                                   note="DIAGNOSTIC: transformer attention (W_q, W_k, W_v, W_o, RoPE) on [cos; sin] theta, FFN re-solved"),
+    "fsn:dotattn-h64-angle10": Variant("fsn", {"attention": "dot_product"}, {"angle_lr_scale": 10.0}, matched=False,
+                                       note="DIAGNOSTIC, OFF BUDGET (57.6k): transformer attention on the phase state, FFN width 64"),
+    "fsn:h102-offset-angle10": Variant("fsn", {"score_offset": True, "ffn_hidden": 102}, {"angle_lr_scale": 10.0}, matched=False,
+                                       note="OFF BUDGET (57.7k): Kuramoto coupling with FFN width 102, the hybrid's parameter count"),
     "fsn-mf": Variant("fsn-mf", note="mean-field variant, no MLP (spec 5)"),
     "fsn-mf:angle10": Variant("fsn-mf", train={"angle_lr_scale": 10.0}, note="mean-field variant + 10x angle LR (mode phases too)"),
     "ka:angle10": Variant("ka", train={"angle_lr_scale": 10.0}, note="base layer + 10x angle LR"),

@@ -202,10 +202,11 @@ def test_models_without_delay_are_refused(preset, kernel):
         verify_identity(model, _ids(1, 10))
 
 
-def test_value_offset_diagnostic_is_refused():
-    """Its senders broadcast shifted phases, so the identity in theta does not apply."""
-    with pytest.raises(IdentityError, match="value_offset"):
-        verify_identity(build_model("fsn-tiny", value_offset=True), _ids(1, 10))
+@pytest.mark.parametrize("switch", [{"value_offset": True}, {"attention": "dot_product"}])
+def test_diagnostic_switches_are_refused(switch):
+    """They leave the spec's layer, so the identity in theta does not apply."""
+    with pytest.raises(IdentityError, match=next(iter(switch))):
+        verify_identity(build_model("fsn-tiny", **switch), _ids(1, 10))
 
 
 def test_too_few_tokens():

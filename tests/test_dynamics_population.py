@@ -61,3 +61,8 @@ def test_kernel_bifurcation_of_a_model():
     assert ds.step_size.values == pytest.approx(np.ones((2, 2)), rel=1e-5)  # softplus init = 1
     # the init kernel is c_1 = 1: strong coupling locks the population, none leaves it incoherent
     assert float(ds.R.sel(coupling=2.0, harmonic=1).min()) > 0.9 > 0.2 > float(ds.R.sel(coupling=0.0, harmonic=1).max())
+
+
+def test_a_diagnostic_model_without_a_kernel_is_refused():
+    with pytest.raises(ValueError, match="diagnostic attention='dot_product'"):
+        layer_kernel(build_model("fsn-tiny", attention="dot_product"), 0)

@@ -39,6 +39,7 @@ FAMILY_VARIANTS = [
     ("fsn-tiny", {"query_offset": True}),
     ("fsn-tiny", {"attn_steps": 2}),
     ("fsn-tiny", {"value_offset": True}),
+    ("fsn-tiny", {"attention": "dot_product"}),
 ]
 IDS = [f"{p}{'-' + ','.join(f'{k}={v}' for k, v in o.items()) if o else ''}" for p, o in FAMILY_VARIANTS]
 
@@ -159,6 +160,7 @@ def test_config_round_trips_through_json():
         {"family": "fsn", "delay_mask": "diagonal"},
         {"family": "fsn", "score_offset": True, "query_offset": True},
         {"family": "fsn", "attn_steps": 0},
+        {"family": "fsn", "attention": "softmax"},
         {"family": "fsn", "schema_version": 99},
     ],
 )

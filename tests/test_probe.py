@@ -189,6 +189,12 @@ def test_identity_on_a_prefix_and_disabled():
     assert "delay_identity_residual" not in probe(tiny("ka-tiny"), TEXT[:64])  # no delay kernel
 
 
+@pytest.mark.parametrize("switch", [{"value_offset": True}, {"attention": "dot_product"}])
+def test_diagnostic_models_are_refused_in_one_line(switch):
+    with pytest.raises(ProbeError, match="diagnostic"):
+        probe(build_model("fsn-tiny", **switch), TEXT[:64])
+
+
 def test_windows_bytes_chars_and_offsets():
     text = ("héllo wörld → " * 12).encode()  # multi-byte characters, 216 bytes
     with pytest.raises(ProbeError, match="stride"):

@@ -72,8 +72,8 @@ def require_delay_model(model: torch.nn.Module, name: str = "model") -> None:
     family = getattr(config, "family", None)
     if family != "fsn":
         raise IdentityError(f"{name} is a {family or type(model).__name__} model: the delay identity (spec §4) needs an FSN with kernel '+delay' or 'full'")
-    if getattr(config, "value_offset", False):
-        raise IdentityError(f"{name} uses the value_offset diagnostic: its senders broadcast shifted phases, so the delay identity (spec §4) is not stated in theta")
+    if config.diagnostic_switches():
+        raise IdentityError(f"{name} uses the diagnostic {', '.join(config.diagnostic_switches())}: it leaves the spec's layer, so the delay identity (spec §4) does not apply")
     if not config.kernel_spec.delay:
         raise IdentityError(f"{name} has kernel {config.kernel!r}, which has no delay term: the delay identity (spec §4) needs kernel '+delay' or 'full'")
 

@@ -39,6 +39,9 @@ from fsnlab.models.kernel import SIGN_CONVENTION
 def layer_kernel(model: Any, layer: int) -> tuple[np.ndarray, np.ndarray | None, str]:
     """The trained kernel of block ``layer``: ``c (G, N)``, ``d (G, N)`` or None (complex), and the
     group kind (``"head"`` or ``"coord"``, OQ-9), from ``attn.kernel.complex_coefficients()``."""
+    diagnostics = getattr(model.config, "diagnostic_switches", list)()
+    if diagnostics:
+        raise ValueError(f"the model uses the diagnostic {', '.join(diagnostics)}: it has no coupling kernel to integrate")
     attn = model.blocks[layer].attn
     c, d = attn.kernel.complex_coefficients()
     kind = "head" if attn.config.kernel_sharing == "head" else "coord"

@@ -95,6 +95,7 @@ class FSNConfig:
     step_size_init: float = 1.0  # eta = softplus(.) per coordinate, coupling strength K (OQ-11)
     natural_frequency: bool = False  # learned constant drift Omega per coordinate (OQ-12)
     value_offset: bool = False  # DIAGNOSTIC: senders broadcast theta_u + psi(theta_u), psi = W_psi [cos; sin] theta_u + b (not the spec's layer, OQ-9)
+    attention: Literal["kuramoto", "dot_product"] = "kuramoto"  # DIAGNOSTIC dot_product: the transformer's attention on [cos; sin] theta (not the spec's layer)
     attn_steps: int = 1  # weight-tied Euler steps of the coupling per block, as in AKOrN (OQ-15, spec 13)
 
     # -- embedding and readout (§3.2, §3.7) -------------------------------------------------------
@@ -120,6 +121,16 @@ class FSNConfig:
     def kernel_spec(self) -> KernelSpec:
         return kernel_spec(self.kernel, self.n_harmonics)
 
+    def diagnostic_switches(self) -> list[str]:
+        """The diagnostic switches that are on: they leave the spec's layer, so the instruments that read
+        the coupling (probe, verify, population dynamics) refuse such a model."""
+        out = []
+        if self.attention != "kuramoto":
+            out.append(f"attention={self.attention!r}")
+        if self.value_offset:
+            out.append("value_offset=True")
+        return out
+
     def validate(self) -> "FSNConfig":
         _check_positive(self, ("vocab_size", "context_length", "n_layer", "d_phase", "n_head", "n_harmonics", "attn_steps"))
         if self.d_phase % self.n_head:
@@ -131,6 +142,7 @@ class FSNConfig:
         _check_choice(self, "gate", ("static", "query"))
         if self.query_offset and self.score_offset:
             raise ConfigError("query_offset already has a static offset (its bias b_phi); leave score_offset off")
+        _check_choice(self, "attention", ("kuramoto", "dot_product"))
         _check_choice(self, "embedding", ("angle", "tanh", "vector"))
         _check_choice(self, "readout", ("linear", "tied"))
         if not self.vector_init_radius > 0:

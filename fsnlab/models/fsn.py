@@ -41,10 +41,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsnlab.models.attention import full_precision, attend, attention_weights, causal_attention, delay_attention
-from fsnlab.models.config import FSNConfig
+from fsnlab.models.config import FSNConfig, TransformerConfig
 from fsnlab.models.hooks import HookPoint
 from fsnlab.models.kernel import CouplingKernel, complex_mul, harmonic_features, tangent_projection
-from fsnlab.models.transformer import SwiGLU
+from fsnlab.models.transformer import CausalSelfAttention, SwiGLU, rope_frequencies
 
 
 def phase_rope_frequencies(d_phase: int, n_head: int, base: float) -> torch.Tensor:
@@ -377,6 +377,34 @@ def attention_weights_full(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return (full_precision(q) @ full_precision(k).transpose(-1, -2)).softmax(-1)
 
 
+class DotProductPhaseAttention(nn.Module):
+    """DIAGNOSTIC, not the spec's layer: the transformer's attention sublayer reading the phase state.
+
+    ``theta <- theta + W_o Attn(W_in [cos; sin] theta)`` with RoPE, learned ``W_q, W_k, W_v`` and a softmax
+    over ``u <= t``: what the phase representation can do with a transformer's routing. Comparing it with the
+    Kuramoto coupling at the same parameter count separates the coupling from the torus state as the
+    cause of the quality gap (docs/quality.md). The probe, verify and population dynamics refuse it.
+    """
+
+    def __init__(self, config: FSNConfig):
+        super().__init__()
+        D = config.d_phase
+        self.w_in = nn.Linear(2 * D, D, bias=False)
+        inner = TransformerConfig(vocab_size=config.vocab_size, context_length=config.context_length,
+                                  n_layer=config.n_layer, d_model=D, n_head=config.n_head)
+        self.attn = CausalSelfAttention(inner)
+        self.register_buffer("rope_freq", rope_frequencies(config.head_dim, config.rope_base), persistent=False)
+        self.hook_theta_in = HookPoint()
+        self.hook_theta_out = HookPoint()
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        theta = self.hook_theta_in(theta)
+        T = theta.shape[1]
+        angles = torch.arange(T, device=theta.device, dtype=torch.float32)[:, None] * self.rope_freq
+        x = self.w_in(torch.cat([torch.cos(theta), torch.sin(theta)], -1))
+        return self.hook_theta_out(theta + self.attn(x, torch.cos(angles), torch.sin(angles)).to(theta.dtype))
+
+
 class FSNBlock(nn.Module):
     """One block: ``attn_steps`` Euler steps of the same coupling (§3.5; 1 by default), then the feed-forward.
 
@@ -387,7 +415,7 @@ class FSNBlock(nn.Module):
 
     def __init__(self, config: FSNConfig):
         super().__init__()
-        self.attn = FSNAttention(config)
+        self.attn = FSNAttention(config) if config.attention == "kuramoto" else DotProductPhaseAttention(config)
         self.ffn = PhaseFeedForward(config) if config.ffn == "swiglu" else ModeCoupling(config)
         self.attn_steps = config.attn_steps
 

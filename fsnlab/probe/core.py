@@ -157,6 +157,8 @@ def iter_probe(
     cfg = getattr(model, "config", None)
     if getattr(cfg, "family", None) not in ("fsn", "transformer"):
         raise ProbeError("the probe reads fsnlab models (FSN, FSN-MF, transformer) built by fsnlab.build_model")
+    if cfg.family == "fsn" and cfg.diagnostic_switches():
+        raise ProbeError(f"the model uses the diagnostic {', '.join(cfg.diagnostic_switches())}, which leaves the spec's layer: the probe reads the FSN's coupling only")
     T = cfg.context_length
     starts = window_starts(text.length, T, options.stride)
     window = min(text.length, T)
