@@ -674,7 +674,7 @@ def _copy_depth(page: Page, ds: xr.Dataset) -> None:
     scratch._plotly = False
     depth_d = _bin_section(scratch, ds, "depth", 0, "By copy depth")
     dist_d = _bin_section(scratch, ds, "distance", 1, "By copy distance (targets with depth ≥ 1)")
-    dist4_d = _bin_section(scratch, ds, "distance", 4, "By copy distance (targets with depth ≥ 4)")
+    _bin_section(scratch, ds, "distance", 4, "By copy distance (targets with depth ≥ 4)")
     labels = json.loads(ds.attrs["copy_depth_bin_labels"])
     ok, why = comparability(ds)
     ka = depth_d.get("ka", [])
