@@ -143,6 +143,10 @@ VARIANTS: dict[str, Variant] = {
                                        note="DIAGNOSTIC, OFF BUDGET (57.6k): transformer attention on the phase state, FFN width 64"),
     "fsn:h102-offset-angle10": Variant("fsn", {"score_offset": True, "ffn_hidden": 102}, {"angle_lr_scale": 10.0}, matched=False,
                                        note="OFF BUDGET (57.7k): Kuramoto coupling with FFN width 102, the hybrid's parameter count"),
+    "fsn:phase-scores-angle10": Variant("fsn", {"attention": "phase_scores", "score_offset": True}, {"angle_lr_scale": 10.0},
+                                        note="DIAGNOSTIC: the FSN's score map (with offset), a transformer's W_v, W_o values; FFN re-solved"),
+    "fsn:dot-scores-angle10": Variant("fsn", {"attention": "dot_scores"}, {"angle_lr_scale": 10.0},
+                                      note="DIAGNOSTIC: a transformer's W_q, W_k scores (RoPE), the Kuramoto kernel values; FFN re-solved"),
     "fsn-mf": Variant("fsn-mf", note="mean-field variant, no MLP (spec 5)"),
     "fsn-mf:angle10": Variant("fsn-mf", train={"angle_lr_scale": 10.0}, note="mean-field variant + 10x angle LR (mode phases too)"),
     "ka:angle10": Variant("ka", train={"angle_lr_scale": 10.0}, note="base layer + 10x angle LR"),
@@ -230,9 +234,11 @@ def load(protocol: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def table(protocol: str, markdown: bool = False) -> str:
+def table(protocol: str, markdown: bool = False, only: list[str] | None = None) -> str:
     rows: dict[tuple[str, float], list[float]] = {}
     for r in load(protocol):
+        if only and r["variant"] not in only and r["variant"] != "transformer":
+            continue
         rows.setdefault((r["variant"], r["lr"]), []).append(r["val_bpc"])
     ref = {lr: statistics.mean(v) for (name, lr), v in rows.items() if name == "transformer"}
     best_ref = min(ref.values()) if ref else None
@@ -255,10 +261,12 @@ def table(protocol: str, markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
-def curves(protocol: str, markdown: bool = False) -> str:
+def curves(protocol: str, markdown: bool = False, only: list[str] | None = None) -> str:
     """Learning curves: mean val bpc over seeds at every evaluation, per (variant, lr)."""
     runs: dict[tuple[str, float], list[dict[int, float]]] = {}
     for r in load(protocol):
+        if only and r["variant"] not in only:
+            continue
         path = ROOT.parent / r["run_dir"] / "metrics.jsonl"
         if path.exists():
             points = {m["step"]: m["val_bpc"] for m in read_metrics(path) if m.get("event") == "eval"}
@@ -291,7 +299,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=("lr", "variants", "confirm", "table", "curves"))
     ap.add_argument("--protocol", choices=tuple(PROTOCOLS), default="tiny")
-    ap.add_argument("--variants", help="comma-separated variant names (default: all for `variants`)")
+    ap.add_argument("--variants", help="comma-separated variant names (default: all for `variants`); "
+                    "`table`/`curves`: show only these (`table` keeps the transformer's rows as the reference)")
     ap.add_argument("--lr", type=float, help="FSN learning rate for `variants`/`confirm` (default: best FSN LR so far)")
     ap.add_argument("--lrs", help="comma-separated learning rates for `lr` (default: the protocol's grid)")
     ap.add_argument("--arms", default="transformer,fsn", help="variants swept by `lr` (default: transformer,fsn)")
@@ -316,11 +325,12 @@ def main() -> int:
         if args.what == "confirm":
             for base in ("transformer", "fsn"):
                 jobs += [(base, lr_, s) for lr_ in lrs for s in seeds]
+    only = args.variants.split(",") if args.variants else None
     if args.what == "curves":
-        print(curves(args.protocol, args.markdown))
+        print(curves(args.protocol, args.markdown, only))
         return 0
-    if args.what == "table" and args.markdown:
-        print(table(args.protocol, markdown=True))
+    if args.what == "table":
+        print(table(args.protocol, args.markdown, only))
         return 0
     for name, lr, seed in jobs:
         rec = run_one(name, args.protocol, lr, seed)

@@ -202,7 +202,7 @@ def test_models_without_delay_are_refused(preset, kernel):
         verify_identity(model, _ids(1, 10))
 
 
-@pytest.mark.parametrize("switch", [{"value_offset": True}, {"attention": "dot_product"}])
+@pytest.mark.parametrize("switch", [{"value_offset": True}, {"attention": "dot_product"}, {"attention": "phase_scores"}, {"attention": "dot_scores"}])
 def test_diagnostic_switches_are_refused(switch):
     """They leave the spec's layer, so the identity in theta does not apply."""
     with pytest.raises(IdentityError, match=next(iter(switch))):

@@ -40,6 +40,8 @@ FAMILY_VARIANTS = [
     ("fsn-tiny", {"attn_steps": 2}),
     ("fsn-tiny", {"value_offset": True}),
     ("fsn-tiny", {"attention": "dot_product"}),
+    ("fsn-tiny", {"attention": "phase_scores", "score_offset": True}),
+    ("fsn-tiny", {"attention": "dot_scores", "gate": "query"}),
 ]
 IDS = [f"{p}{'-' + ','.join(f'{k}={v}' for k, v in o.items()) if o else ''}" for p, o in FAMILY_VARIANTS]
 

@@ -189,7 +189,7 @@ def test_identity_on_a_prefix_and_disabled():
     assert "delay_identity_residual" not in probe(tiny("ka-tiny"), TEXT[:64])  # no delay kernel
 
 
-@pytest.mark.parametrize("switch", [{"value_offset": True}, {"attention": "dot_product"}])
+@pytest.mark.parametrize("switch", [{"value_offset": True}, {"attention": "dot_product"}, {"attention": "phase_scores"}, {"attention": "dot_scores"}])
 def test_diagnostic_models_are_refused_in_one_line(switch):
     with pytest.raises(ProbeError, match="diagnostic"):
         probe(build_model("fsn-tiny", **switch), TEXT[:64])

@@ -95,7 +95,9 @@ class FSNConfig:
     step_size_init: float = 1.0  # eta = softplus(.) per coordinate, coupling strength K (OQ-11)
     natural_frequency: bool = False  # learned constant drift Omega per coordinate (OQ-12)
     value_offset: bool = False  # DIAGNOSTIC: senders broadcast theta_u + psi(theta_u), psi = W_psi [cos; sin] theta_u + b (not the spec's layer, OQ-9)
-    attention: Literal["kuramoto", "dot_product"] = "kuramoto"  # DIAGNOSTIC dot_product: the transformer's attention on [cos; sin] theta (not the spec's layer)
+    # DIAGNOSTICS, not the spec's layer (docs/quality.md): dot_product = a transformer's attention on [cos; sin] theta;
+    # phase_scores = the FSN's score map with W_v, W_o values; dot_scores = W_q, W_k scores with the Kuramoto kernel
+    attention: Literal["kuramoto", "dot_product", "phase_scores", "dot_scores"] = "kuramoto"
     attn_steps: int = 1  # weight-tied Euler steps of the coupling per block, as in AKOrN (OQ-15, spec 13)
 
     # -- embedding and readout (§3.2, §3.7) -------------------------------------------------------
@@ -142,7 +144,7 @@ class FSNConfig:
         _check_choice(self, "gate", ("static", "query"))
         if self.query_offset and self.score_offset:
             raise ConfigError("query_offset already has a static offset (its bias b_phi); leave score_offset off")
-        _check_choice(self, "attention", ("kuramoto", "dot_product"))
+        _check_choice(self, "attention", ("kuramoto", "dot_product", "phase_scores", "dot_scores"))
         _check_choice(self, "embedding", ("angle", "tanh", "vector"))
         _check_choice(self, "readout", ("linear", "tied"))
         if not self.vector_init_radius > 0:

@@ -44,7 +44,7 @@ from fsnlab.models.attention import full_precision, attend, attention_weights, c
 from fsnlab.models.config import FSNConfig, TransformerConfig
 from fsnlab.models.hooks import HookPoint
 from fsnlab.models.kernel import CouplingKernel, complex_mul, harmonic_features, tangent_projection
-from fsnlab.models.transformer import CausalSelfAttention, SwiGLU, rope_frequencies
+from fsnlab.models.transformer import CausalSelfAttention, SwiGLU, apply_rope, rope_frequencies
 
 
 def phase_rope_frequencies(d_phase: int, n_head: int, base: float) -> torch.Tensor:
@@ -151,6 +151,20 @@ class FSNAttention(nn.Module):
         self.value_proj = nn.Linear(2 * D, D) if config.value_offset else None
         groups = H if config.kernel_sharing == "head" else D
         self.kernel = CouplingKernel(self.spec, groups, config.delay_init_scale, config.delay_init_angle)
+        # DIAGNOSTIC attention forms (config.attention, docs/quality.md); none of them is the spec's layer
+        if config.attention == "dot_scores":  # learned W_q, W_k on [cos; sin] theta replace the phase-coherence score
+            del self.log_beta
+            if config.gate == "static":
+                del self.gate_raw
+            else:
+                del self.gate_proj
+            self.query_proj = nn.Linear(2 * D, D, bias=False)
+            self.key_proj = nn.Linear(2 * D, D, bias=False)
+            self.register_buffer("rope_freq", rope_frequencies(config.head_dim, config.rope_base), persistent=False)
+        if config.attention == "phase_scores":  # W_v, W_o replace the Kuramoto kernel (and eta) as the value pathway
+            del self.kernel, self.eta_raw
+            self.value_map = nn.Linear(2 * D, D, bias=False)
+            self.output_map = nn.Linear(D, D, bias=False)
         self.register_buffer(
             "rope_omega", phase_rope_frequencies(D, H, config.rope_base), persistent=False
         )
@@ -221,6 +235,8 @@ class FSNAttention(nn.Module):
         """
         H = self.config.n_head
         T = theta.shape[1]
+        if self.config.attention == "dot_scores":
+            return self._dot_product_scores(theta)
         pos = torch.arange(T, device=theta.device, dtype=theta.dtype)
         drifted = theta + pos[:, None] * self.rope_omega
         cos, sin = torch.cos(drifted), torch.sin(drifted)
@@ -235,11 +251,27 @@ class FSNAttention(nn.Module):
         beta = self.temperature()[None, :, None, None]
         return split_heads(q, H) * beta, split_heads(k, H)
 
+    def _dot_product_scores(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """DIAGNOSTIC ``attention="dot_scores"``: a transformer's score, ``q = W_q [cos; sin] theta`` and
+        ``k = W_k [cos; sin] theta`` with RoPE, scaled by ``1/sqrt(D_h)``; ``(B, H, T, D_h)`` each."""
+        H, T = self.config.n_head, theta.shape[1]
+        phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
+        angles = torch.arange(T, device=theta.device, dtype=torch.float32)[:, None] * self.rope_freq
+        cos, sin = torch.cos(angles), torch.sin(angles)
+        q = apply_rope(split_heads(self.query_proj(phi).to(theta.dtype), H), cos, sin)
+        k = apply_rope(split_heads(self.key_proj(phi).to(theta.dtype), H), cos, sin)
+        return q / math.sqrt(q.shape[-1]), k
+
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         H, N = cfg.n_head, self.spec.n_harmonics
         theta = self.hook_theta_in(theta)
         q, k = self.queries_keys(theta)
+        if cfg.attention == "phase_scores":  # DIAGNOSTIC: the FSN's weights A, a transformer's values
+            phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
+            values = split_heads(self.value_map(phi).to(theta.dtype), H)
+            mixed = merge_heads(causal_attention(q, k, values), cfg.d_phase).squeeze(-1)
+            return self.hook_theta_out(theta + self.output_map(mixed).to(theta.dtype))
         cos_n, sin_n = harmonic_features(theta, N)  # (B, T, D, N)
         sent = (cos_n, sin_n) if self.value_proj is None else harmonic_features(self.sender_phases(theta), N)
         c, d = self.coordinate_coefficients()
@@ -415,7 +447,7 @@ class FSNBlock(nn.Module):
 
     def __init__(self, config: FSNConfig):
         super().__init__()
-        self.attn = FSNAttention(config) if config.attention == "kuramoto" else DotProductPhaseAttention(config)
+        self.attn = DotProductPhaseAttention(config) if config.attention == "dot_product" else FSNAttention(config)
         self.ffn = PhaseFeedForward(config) if config.ffn == "swiglu" else ModeCoupling(config)
         self.attn_steps = config.attn_steps
 
