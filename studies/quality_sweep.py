@@ -147,6 +147,8 @@ VARIANTS: dict[str, Variant] = {
                                         note="DIAGNOSTIC: the FSN's score map (with offset), a transformer's W_v, W_o values; FFN re-solved"),
     "fsn:dot-scores-angle10": Variant("fsn", {"attention": "dot_scores"}, {"angle_lr_scale": 10.0},
                                       note="DIAGNOSTIC: a transformer's W_q, W_k scores (RoPE), the Kuramoto kernel values; FFN re-solved"),
+    "fsn:coord-offset-angle10": Variant("fsn", {"kernel_sharing": "coord", "score_offset": True}, {"angle_lr_scale": 10.0},
+                                        note="one kernel per coordinate (OQ-9) + offset + 10x angle LR"),
     "fsn-mf": Variant("fsn-mf", note="mean-field variant, no MLP (spec 5)"),
     "fsn-mf:angle10": Variant("fsn-mf", train={"angle_lr_scale": 10.0}, note="mean-field variant + 10x angle LR (mode phases too)"),
     "ka:angle10": Variant("ka", train={"angle_lr_scale": 10.0}, note="base layer + 10x angle LR"),
