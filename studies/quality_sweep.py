@@ -62,6 +62,11 @@ PROTOCOLS = {
 }
 
 
+# The FSN family's layer as the sweeps began: the presets have since turned the score offset on (it won
+# here), so the protocol pins it off and a variant that wants it says so; every recorded run keeps its meaning.
+PINNED_MODEL: dict[str, Any] = {"score_offset": False}
+
+
 @dataclass(frozen=True)
 class Variant:
     """A named arm: a family plus model overrides and training options."""
@@ -173,12 +178,15 @@ def budget_matched(variant: Variant, rung: str) -> dict[str, Any]:
     from fsnlab.models import RUNG_TARGETS, get_preset, match_budget, replace_config
 
     preset = get_preset(f"{variant.family}-{rung}")
-    if variant.family == "transformer" or not variant.model or not variant.matched:
+    if variant.family == "transformer":
         return dict(variant.model)
-    matched = match_budget(replace_config(preset, **variant.model), RUNG_TARGETS[rung])
+    model = {**PINNED_MODEL, **variant.model}
+    if not variant.model or not variant.matched:
+        return model
+    matched = match_budget(replace_config(preset, **model), RUNG_TARGETS[rung])
     width = "n_modes" if matched.ffn == "mean_field" else "ffn_hidden"
     extra = {width: getattr(matched, width)} if getattr(matched, width) != getattr(preset, width) else {}
-    return {**variant.model, **extra}
+    return {**model, **extra}
 
 
 def run_one(name: str, protocol_name: str, lr: float, seed: int) -> dict[str, Any]:

@@ -44,14 +44,14 @@ def _layer_parameters(layer):
     # the rotary frequencies are read from the layer's buffer (float32 values of base^(-j/D_h));
     # test_rotary_frequencies checks them against the formula
     rope = layer.rope_omega.double().numpy()
-    if layer.offset_proj is not None:  # phi_t = W_phi [cos; sin] theta_t + b_phi
+    static = layer.score_offset.detach().double().numpy() if layer.score_offset is not None else np.zeros(D)
+    if layer.offset_proj is not None:  # phi_t = W_phi [cos; sin] theta_t + b_phi (+ the static phi)
         W_phi = layer.offset_proj.weight.detach().double().numpy()
         b_phi = layer.offset_proj.bias.detach().double().numpy()
 
         def rope_offset(theta_t):
-            return W_phi @ np.concatenate([np.cos(theta_t), np.sin(theta_t)]) + b_phi
+            return W_phi @ np.concatenate([np.cos(theta_t), np.sin(theta_t)]) + b_phi + static
     else:
-        static = layer.score_offset.detach().double().numpy() if layer.score_offset is not None else np.zeros(D)
 
         def rope_offset(theta_t):
             return static

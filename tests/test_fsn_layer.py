@@ -39,6 +39,7 @@ CASES = [
     dict(kernel="+sakaguchi", natural_frequency=True),
     dict(kernel="full", score_offset=True),
     dict(kernel="full", query_offset=True, gate="query"),
+    dict(kernel="full", query_offset=True, score_offset=True),
     dict(kernel="full", value_offset=True),
     dict(kernel="full", value_offset=True, delay_mask="shared_self"),
 ]

@@ -115,11 +115,12 @@ def test_breakdown_sums_to_the_real_parameter_count():
 
 
 def test_counts_follow_the_spec_formulas():
-    """Spec §7.3: P_F = VD + L(5Dh + 2D + H + 4HN) + 2DV + V and
-    P_T = Vd + L(4d^2 + 3dh + 2d) + d (tied)."""
+    """Spec §7.3: P_F = VD + L(5Dh + 2D + H + 4HN) + 2DV + V, plus LD for the presets' score offset (OQ-4),
+    and P_T = Vd + L(4d^2 + 3dh + 2d) + d (tied)."""
     c = get_preset("fsn-1m")
     V, D, h, H, N, L = 256, c.d_phase, c.ffn_hidden, c.n_head, c.n_harmonics, c.n_layer
-    assert parameter_breakdown(c)["total"] == V * D + L * (5 * D * h + 2 * D + H + 4 * H * N) + 2 * D * V + V
+    assert c.score_offset
+    assert parameter_breakdown(c)["total"] == V * D + L * (5 * D * h + 2 * D + H + 4 * H * N) + 2 * D * V + V + L * D
     t = get_preset("transformer-1m")
     d, h, L = t.d_model, t.ffn_hidden, t.n_layer
     assert parameter_breakdown(t)["total"] == V * d + L * (4 * d * d + 3 * d * h + 2 * d) + d
@@ -160,7 +161,6 @@ def test_config_round_trips_through_json():
         {"family": "fsn", "d_phase": 10, "n_head": 3},
         {"family": "fsn", "not_a_field": 1},
         {"family": "fsn", "delay_mask": "diagonal"},
-        {"family": "fsn", "score_offset": True, "query_offset": True},
         {"family": "fsn", "attn_steps": 0},
         {"family": "fsn", "attention": "softmax"},
         {"family": "fsn", "schema_version": 99},

@@ -285,4 +285,4 @@ def test_switch_parameters_reach_the_dataset():
     assert dims == ("layer", "osc") and values.shape == (2, 32)
     assert np.allclose(values[1], 0.25) and np.allclose(values[0], 0.0)
     assert "score_offset" in VARIABLES and "natural_frequency" in variables
-    assert "score_offset" not in fsn_weight_variables(build_model("fsn-tiny"), grid_size=16)
+    assert "score_offset" not in fsn_weight_variables(build_model("fsn-tiny", score_offset=False), grid_size=16)

@@ -46,7 +46,12 @@ def test_variants_resolve_per_rung_and_stay_matched():
     overrides = q.budget_matched(q.VARIANTS["fsn:tied"], "tiny")
     assert overrides["readout"] == "tied" and overrides["ffn_hidden"] > get_preset("fsn-tiny").ffn_hidden
     assert q.budget_matched(q.VARIANTS["transformer"], "tiny") == {}
-    assert q.budget_matched(q.VARIANTS["fsn:angle-lr10"], "tiny") == {}  # training-only switch
+    # a training-only switch runs the layer as the sweeps began: the presets' score offset pinned off
+    assert q.budget_matched(q.VARIANTS["fsn:angle-lr10"], "tiny") == {"score_offset": False}
+    assert q.budget_matched(q.VARIANTS["fsn:offset-angle10"], "tiny") == {"score_offset": True}
+    # the pinned layer keeps the parameter count every recorded run had (h 64 at tiny)
+    pinned = q.budget_matched(q.VARIANTS["fsn:qgate-angle10"], "tiny")
+    assert pinned == {"score_offset": False, "gate": "query", "ffn_hidden": 51}
 
 
 def test_table_and_curves_read_the_records(tmp_path, monkeypatch):

@@ -86,8 +86,8 @@ class FSNConfig:
 
     # -- score map: gated phase coherence with rotary drift (§3.3) ------------------------------
     gate: Literal["static", "query"] = "static"  # learned metric g (OQ-4)
-    score_offset: bool = False  # learned static phase offset phi_i in the score: cos(theta_t - theta_u + omega (t-u) + phi) (OQ-4)
-    query_offset: bool = False  # content-dependent offset phi_t = W_phi [cos; sin] theta_t + b_phi instead of a static phi (OQ-4)
+    score_offset: bool = False  # learned static phase offset phi_i in the score: cos(theta_t - theta_u + omega (t-u) + phi) (OQ-4); the presets turn it on
+    query_offset: bool = False  # content-dependent offset phi_t = W_phi [cos; sin] theta_t + b_phi, added to the static phi if any (OQ-4)
     temperature_init: float | None = None  # beta_h at init; None -> 1/sqrt(D_h) (OQ-6)
     rope_base: float = 10000.0  # omega_j = base^(-j/D_h), one frequency per phase coordinate (OQ-5)
 
@@ -142,8 +142,6 @@ class FSNConfig:
             raise ConfigError(f"unknown delay_mask {self.delay_mask!r}; choose one of {', '.join(DELAY_MASKS)}")
         _check_choice(self, "kernel_sharing", ("head", "coord"))
         _check_choice(self, "gate", ("static", "query"))
-        if self.query_offset and self.score_offset:
-            raise ConfigError("query_offset already has a static offset (its bias b_phi); leave score_offset off")
         _check_choice(self, "attention", ("kuramoto", "dot_product", "phase_scores", "dot_scores"))
         _check_choice(self, "embedding", ("angle", "tanh", "vector"))
         _check_choice(self, "readout", ("linear", "tied"))

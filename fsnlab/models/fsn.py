@@ -154,6 +154,7 @@ class FSNAttention(nn.Module):
         # DIAGNOSTIC attention forms (config.attention, docs/quality.md); none of them is the spec's layer
         if config.attention == "dot_scores":  # learned W_q, W_k on [cos; sin] theta replace the phase-coherence score
             del self.log_beta
+            self.score_offset = self.offset_proj = None  # no phase-coherence score to offset
             if config.gate == "static":
                 del self.gate_raw
             else:
@@ -198,7 +199,8 @@ class FSNAttention(nn.Module):
         """The score offset ``phi``: ``(D,)`` when static, ``(B, T, D)`` when query-conditioned, else ``None``."""
         if self.offset_proj is not None:
             phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
-            return self.offset_proj(phi).to(theta.dtype)
+            dynamic = self.offset_proj(phi).to(theta.dtype)
+            return dynamic if self.score_offset is None else dynamic + self.score_offset
         return self.score_offset
 
     def sender_phases(self, theta: torch.Tensor) -> torch.Tensor:

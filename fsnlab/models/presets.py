@@ -54,7 +54,8 @@ _TRANSFORMER_RUNGS: dict[str, tuple[int, int, int, int, int]] = {
 def _build_presets() -> dict[str, ModelConfig]:
     presets: dict[str, ModelConfig] = {}
     for rung, (T, L, D, H, h_fsn, h_ka, modes) in _FSN_RUNGS.items():
-        common = dict(context_length=T, n_layer=L, d_phase=D, n_head=H)
+        # the learned score offset (OQ-4) is on: it gains at both CPU rungs (docs/quality.md) and leaves the value pathway as specified
+        common = dict(context_length=T, n_layer=L, d_phase=D, n_head=H, score_offset=True)
         presets[f"fsn-{rung}"] = FSNConfig(**common, kernel="full", ffn_hidden=h_fsn)
         presets[f"ka-{rung}"] = FSNConfig(**common, kernel="base", ffn_hidden=h_ka)
         presets[f"fsn-mf-{rung}"] = FSNConfig(**common, kernel="full", ffn="mean_field", n_modes=modes)
