@@ -13,6 +13,10 @@ transformer) at fixed depth, context and harmonics; the SwiGLU hidden width ``h`
 modes ``M``) is then solved for the budget (spec §7.3: "scale width first ... re-solve h (or M)").
 ``tiny`` (~45k, T=64) is for tests; ``small`` (~0.2M, T=128) is the CPU demo that ``fsnlab train``
 runs by default.
+
+Every FSN-family preset turns on the learned score offset (``score_offset=True``, OQ-4): measured to
+help at both CPU rungs (docs/quality.md), it keeps the spec's value pathway, and the base layer gets
+it too so that ``ka-*`` against ``fsn-*`` still isolates the kernel.
 """
 
 from __future__ import annotations
