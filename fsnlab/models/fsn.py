@@ -44,7 +44,7 @@ from fsnlab.models.attention import full_precision, attend, attention_weights, c
 from fsnlab.models.config import FSNConfig, TransformerConfig
 from fsnlab.models.hooks import HookPoint
 from fsnlab.models.kernel import CouplingKernel, complex_mul, harmonic_features, tangent_projection
-from fsnlab.models.transformer import CausalSelfAttention, SwiGLU, apply_rope, rope_frequencies
+from fsnlab.models.transformer import CausalSelfAttention, SwiGLU, apply_rope, rope_cos_sin, rope_frequencies
 
 
 def phase_rope_frequencies(d_phase: int, n_head: int, base: float) -> torch.Tensor:
@@ -258,8 +258,7 @@ class FSNAttention(nn.Module):
         ``k = W_k [cos; sin] theta`` with RoPE, scaled by ``1/sqrt(D_h)``; ``(B, H, T, D_h)`` each."""
         H, T = self.config.n_head, theta.shape[1]
         phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
-        angles = torch.arange(T, device=theta.device, dtype=torch.float32)[:, None] * self.rope_freq
-        cos, sin = torch.cos(angles), torch.sin(angles)
+        cos, sin = rope_cos_sin(T, self.rope_freq)
         q = apply_rope(split_heads(self.query_proj(phi).to(theta.dtype), H), cos, sin)
         k = apply_rope(split_heads(self.key_proj(phi).to(theta.dtype), H), cos, sin)
         return q / math.sqrt(q.shape[-1]), k
@@ -433,10 +432,9 @@ class DotProductPhaseAttention(nn.Module):
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         theta = self.hook_theta_in(theta)
-        T = theta.shape[1]
-        angles = torch.arange(T, device=theta.device, dtype=torch.float32)[:, None] * self.rope_freq
+        cos, sin = rope_cos_sin(theta.shape[1], self.rope_freq)
         x = self.w_in(torch.cat([torch.cos(theta), torch.sin(theta)], -1))
-        return self.hook_theta_out(theta + self.attn(x, torch.cos(angles), torch.sin(angles)).to(theta.dtype))
+        return self.hook_theta_out(theta + self.attn(x, cos, sin).to(theta.dtype))
 
 
 class FSNBlock(nn.Module):

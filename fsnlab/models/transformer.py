@@ -25,6 +25,12 @@ def rope_frequencies(head_dim: int, base: float) -> torch.Tensor:
     return base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
 
 
+def rope_cos_sin(T: int, freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos, sin (T, len(freqs))`` of the rotation angles ``t * freqs`` for positions ``t = 0..T-1``."""
+    angles = torch.arange(T, device=freqs.device, dtype=torch.float32)[:, None] * freqs
+    return angles.cos(), angles.sin()
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate consecutive pairs ``(x[2j], x[2j+1])`` of ``x (B, H, T, hd)`` by position-dependent angles."""
     x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
@@ -107,8 +113,7 @@ class Transformer(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         T = idx.shape[1]
-        angles = torch.arange(T, device=idx.device, dtype=torch.float32)[:, None] * self.rope_freqs
-        cos, sin = angles.cos(), angles.sin()
+        cos, sin = rope_cos_sin(T, self.rope_freqs)
         x = self.embed(idx)
         for block in self.blocks:
             x = block(x, cos, sin)
