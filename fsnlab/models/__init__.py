@@ -11,11 +11,13 @@ from fsnlab.models.config import (
     config_to_json,
     replace_config,
 )
+from fsnlab.models.flops import FlopCount, flops
 from fsnlab.models.hooks import HookPoint, capture, hook_points
 from fsnlab.models.presets import RUNG_TARGETS, get_preset, list_presets, preset_rung
 
 __all__ = [
     "FSNConfig",
+    "FlopCount",
     "HookPoint",
     "ModelConfig",
     "RUNG_TARGETS",
@@ -26,6 +28,7 @@ __all__ = [
     "config_from_json",
     "config_to_dict",
     "config_to_json",
+    "flops",
     "get_preset",
     "hook_points",
     "list_presets",
