@@ -29,8 +29,13 @@ def run(tmp_path_factory):
 def test_train_prints_val_bpc_and_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--preset", "transformer-tiny", "--max-steps", "2", "--out", str(out), *TINY]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith("val bpc ") and last.endswith(str(out / "checkpoint.pt"))
+    lines = capsys.readouterr().out.strip().splitlines()
+    last = next(line for line in lines if line.startswith("val bpc "))
+    assert last.endswith(str(out / "checkpoint.pt"))
+    # then the next commands for this run, and <parent>/latest names it (tests/test_user_path.py runs them)
+    assert lines[-4].startswith("next (") and [l.split()[:2] for l in lines[-3:]] == [["fsnlab", c] for c in ("probe", "verify", "explore")]
+    assert all(l.split()[2] == str(out) for l in lines[-3:])
+    assert (out.parent / "latest").resolve() == out.resolve()
 
 
 def test_progress_bar_without_quiet(tmp_path, capsys):

@@ -138,7 +138,6 @@ def test_bad_input_is_one_clear_line(run, text_file, tmp_path, capsys):
     empty.write_bytes(b"")
     _one_line_error(capsys, ["probe", str(run), "--text-file", str(empty), "--out", out], "empty")
     _one_line_error(capsys, ["probe", str(run), "--text-file", str(tmp_path / "nope.txt"), "--out", out], "not found")
-    _one_line_error(capsys, ["probe", str(run), "--text-file", str(text_file), "--out", out], "--stride")
     _one_line_error(capsys, ["probe", str(run), "--text", "abc", "--out", str(tmp_path / "p.csv")], "unknown output extension")
     _one_line_error(capsys, ["probe", str(run), "--text", "abc", "--stride", "99", "--out", out], "stride")
     _one_line_error(capsys, ["probe", str(run), "--text", "abc", "--start", "3", "--out", out], "--start goes with --data")
@@ -149,6 +148,17 @@ def test_bad_input_is_one_clear_line(run, text_file, tmp_path, capsys):
     assert (not_zarr / "precious").is_dir() and not Path(out).exists()
 
 
+def test_longer_text_without_stride_gets_windows_that_do_not_overlap(run, text_file, tmp_path, capsys):
+    out = tmp_path / "p.zarr"
+    assert main(["probe", str(run), "--text-file", str(text_file), "--out", str(out), "--quiet"]) == 0
+    n = text_file.stat().st_size
+    with open_probe(out) as ds:
+        assert ds.attrs["stride"] == 32  # the context length
+        expected = list(range(0, n - 32 + 1, 32)) + ([n - 32] if n % 32 else [])
+        np.testing.assert_array_equal(ds.window_start.values, expected)
+        assert "attn_topk_weight" in ds  # --attention is on unless --no-attention
+
+
 def test_help_lists_every_option(capsys):
     with pytest.raises(SystemExit) as info:
         main(["probe", "--help"])
@@ -157,6 +167,12 @@ def test_help_lists_every_option(capsys):
     for option in ("CKPT", "--text", "--text-file", "--data", "--split", "--start", "--length", "--out", "--stride",
                    "--attention", "--top-k", "--overwrite", "--batch-size", "--quiet", "--identity-positions", ".zarr", ".nc"):
         assert option in text, option
+    # and every option's default (argparse folds lines: compare without the line breaks)
+    flat = " ".join(text.split())
+    for default in ("default: the corpus the checkpoint was trained on", "default: val", "default: 0", "default: 8 x the model's context",
+                    "default: <run dir>/probe.zarr", "default: the context length", "default: on", "default: 8", "default: 2",
+                    "default: 32", "default: 256", "default: off"):
+        assert default in flat, default
 
 
 def test_transformer_checkpoint_says_what_does_not_apply(tmp_path, capsys):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fsnlab.probe.errors import ProbeError
-from fsnlab.probe.options import DEFAULT_IDENTITY_POSITIONS, ProbeOptions
+from fsnlab.probe.options import DEFAULT_IDENTITY_POSITIONS, DEFAULT_PROBE_NAME, DEFAULT_WINDOWS, ProbeOptions
 
 if TYPE_CHECKING:
     from fsnlab.probe.text import ProbeText
@@ -28,14 +29,18 @@ as named synchronization objects into a self-describing xarray dataset (docs/pro
   weights     kernel coefficients c, d, Sakaguchi angles, signed Daido amplitudes, the coupling
               function Gamma on a grid, step sizes, temperatures (FSN-MF: mode phases, mode selection)
 
+With no options, `fsnlab probe RUN` reads the first {windows} context windows of the validation split of
+the corpus the run was trained on and writes RUN/{name}, with the attention top-k the explorer draws.
 The output format follows the extension: .zarr (streamed batch by batch, any length) or .nc
-(netCDF-4 via h5netcdf, also appended batch by batch). Text longer than the model's context needs
---stride: windows of the context length start every S bytes (the last one aligned to the end).
+(netCDF-4 via h5netcdf, also appended batch by batch). Text longer than the model's context is cut
+into windows of the context length every --stride S bytes (default: S = the context, windows that do
+not overlap; the last one is aligned to the end).
 Transformer checkpoints get loss, characters, residual-stream norms and attention top-k only.
-The checkpoint is loaded weights-only (never unpickled)."""
+The checkpoint is loaded weights-only (never unpickled).""".replace("{windows}", str(DEFAULT_WINDOWS)).replace("{name}", DEFAULT_PROBE_NAME)
 
 EPILOG = """\
 examples:
+  fsnlab probe runs/latest                      # the run's val split -> runs/latest/probe.zarr
   fsnlab probe runs/demo --text "In the beginning God created" --out p.zarr
   fsnlab probe runs/demo --text-file notes.txt --stride 512 --out p.nc --attention
   fsnlab probe runs/demo/best.pt --data embedded --split val --start 0 --length 100000 \\
@@ -64,18 +69,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or run directory (its checkpoint.pt)")
-    source = p.add_argument_group("text (exactly one)")
-    src = source.add_mutually_exclusive_group(required=True)
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or run directory (its checkpoint.pt), e.g. runs/latest")
+    source = p.add_argument_group("text (at most one source; default: the run's own corpus, val split)")
+    src = source.add_mutually_exclusive_group()
     src.add_argument("--text", metavar="TEXT", help="probe this text (encoded as UTF-8)")
     src.add_argument("--text-file", metavar="PATH", help="probe the bytes of this file")
-    src.add_argument("--data", metavar="SPEC", help="probe a slice of a corpus: embedded, enwik8:PATH, code, code:DIR, text:PATH")
-    source.add_argument("--split", choices=("train", "val", "test"), help="corpus split for --data (default: val)")
+    src.add_argument("--data", metavar="SPEC",
+                     help="probe a slice of a corpus: embedded, enwik8:PATH, code, code:DIR, text:PATH "
+                     "(default: the corpus the checkpoint was trained on)")
+    source.add_argument("--split", choices=("train", "val", "test"), help="corpus split (default: val)")
     source.add_argument("--start", type=int, metavar="N", help="first byte of the slice within the split (default: 0)")
-    source.add_argument("--length", type=int, metavar="L", help="bytes in the slice (default: the model's context length)")
-    p.add_argument("--out", required=True, metavar="PATH", help="output dataset: PATH.zarr or PATH.nc")
-    p.add_argument("--stride", type=int, metavar="S", help="window stride for text longer than the context (required then; S <= context)")
-    p.add_argument("--attention", action="store_true", help="also store the top-k coupling weights per query (values and key indices; never a dense T x T)")
+    source.add_argument("--length", type=int, metavar="L",
+                        help=f"bytes in the slice (default: {DEFAULT_WINDOWS} x the model's context length, "
+                        "or what the split has after --start)")
+    p.add_argument("--out", metavar="PATH",
+                   help=f"output dataset: PATH.zarr or PATH.nc (default: <run dir>/{DEFAULT_PROBE_NAME}, next to the checkpoint; "
+                   "if it exists it is kept: see --overwrite)")
+    p.add_argument("--stride", type=int, metavar="S",
+                   help="window stride for text longer than the context, 1 <= S <= context (default: the context length, "
+                   "windows that do not overlap)")
+    p.add_argument("--attention", action=argparse.BooleanOptionalAction, default=True,
+                   help="store the top-k coupling weights per query (values and key indices; never a dense T x T), "
+                   "which the explorer draws (default: on; --no-attention leaves them out)")
     p.add_argument("--top-k", type=int, default=d.top_k, metavar="K", help=f"k for --attention and FSN-MF mode selection (default: {d.top_k})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, metavar="B", help=f"windows per forward pass and per appended batch (default: {d.batch_size})")
     p.add_argument(
@@ -84,23 +99,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(cost grows as P^2; default: {DEFAULT_IDENTITY_POSITIONS})",
     )
     p.add_argument("--grid-size", type=int, default=d.grid_size, metavar="G", help=f"points of the coupling-function grid over [-pi, pi) (default: {d.grid_size})")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output (default: off; an existing --out is an error, an existing "
+                   f"default <run dir>/{DEFAULT_PROBE_NAME} is kept when it is this checkpoint's probe of the same text "
+                   "and options, else an error)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
     p.set_defaults(handler=run_probe)
 
 
-def _text(args: argparse.Namespace, context: int) -> "ProbeText":
+def _text(args: argparse.Namespace, context: int, train_data: str | None) -> "ProbeText":
+    """The text to probe: --text, --text-file, or a slice of a corpus (--data, else the run's own)."""
     from fsnlab.probe.text import as_probe_text, text_from_corpus, text_from_file
 
-    if args.data is None:
+    if args.text is not None or args.text_file is not None:
         for flag in ("split", "start", "length"):
             if getattr(args, flag) is not None:
-                raise ProbeError(f"--{flag} goes with --data")
+                raise ProbeError(f"--{flag} goes with --data (or the run's own corpus), not with --text/--text-file")
         if args.text is not None:
             return as_probe_text(args.text)
         return text_from_file(args.text_file)
-    length = args.length if args.length is not None else context
-    return text_from_corpus(args.data, args.split or "val", args.start or 0, length)
+    spec = args.data or train_data
+    if not spec or spec == "unknown":
+        raise ProbeError("the checkpoint does not record the corpus it was trained on; pass --data SPEC, --text or --text-file")
+    if args.length is not None:
+        return text_from_corpus(spec, args.split or "val", args.start or 0, args.length)
+    return text_from_corpus(spec, args.split or "val", args.start or 0, DEFAULT_WINDOWS * context, at_most=True)
+
+
+def default_out(checkpoint: str) -> Path:
+    """``<run dir>/probe.zarr``: next to the checkpoint (a run directory means its checkpoint.pt)."""
+    from fsnlab.train.checkpoint import resolve_checkpoint
+
+    return resolve_checkpoint(checkpoint).parent / DEFAULT_PROBE_NAME
+
+
+def _same_probe(path: Path, provenance: dict, text: "ProbeText", options: ProbeOptions) -> bool:
+    """Whether ``path`` is a probe this fsnlab wrote from the same checkpoint, text and options (then
+    writing it again would give the same dataset: probes are deterministic)."""
+    import json
+    from dataclasses import asdict
+
+    from fsnlab import __version__
+    from fsnlab.probe import open_probe
+
+    try:
+        with open_probe(path) as ds:
+            attrs = dict(ds.attrs)
+    except Exception:  # not a probe, unreadable, another format: not the same
+        return False
+    want = {
+        "checkpoint_sha256": provenance.get("checkpoint_sha256"), "text_sha256": text.sha256, "split": text.split,
+        "start": text.start, "options": json.dumps(asdict(options), sort_keys=True), "fsnlab_version": __version__,
+    }
+    return all(str(attrs.get(k)) == str(v) for k, v in want.items())
 
 
 def run_probe(args: argparse.Namespace) -> int:
@@ -116,13 +167,25 @@ def run_probe(args: argparse.Namespace) -> int:
         identity_positions=args.identity_positions,
         grid_size=args.grid_size,
     ).validate()
-    check_output(Path(args.out).expanduser(), args.overwrite)
+    out = default_out(args.checkpoint) if args.out is None else Path(args.out).expanduser()
+    if args.out is not None:
+        check_output(out, args.overwrite)
     if args.text is not None and not args.text:
         raise ProbeError("the text to probe is empty")
     model, provenance = load_probe_model(args.checkpoint)
     cfg = model.config
-    text = _text(args, cfg.context_length)
+    text = _text(args, cfg.context_length, provenance.get("train_data"))
+    if options.stride is None and text.length > cfg.context_length:
+        options = dataclasses.replace(options, stride=cfg.context_length)  # windows that do not overlap
     starts = window_starts(text.length, cfg.context_length, options.stride)  # a clear error before any work
+    if args.out is None:
+        if out.exists() and not args.overwrite:
+            if _same_probe(out, provenance, text, options):
+                print(f"probe: {out} is up to date (this checkpoint, the same text and options); --overwrite writes it again")
+                return 0
+            raise ProbeError(f"{out} already exists and is not this checkpoint's probe of the same text and options; "
+                             "pass --overwrite to replace it, or --out PATH")
+        check_output(out, args.overwrite)
     if cfg.family == "transformer":
         print(
             "fsnlab probe: note: transformer checkpoint: phase, order-parameter and kernel quantities do not apply; "
@@ -130,11 +193,12 @@ def run_probe(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     path = write_probe(
-        model, text, args.out, options, overwrite=args.overwrite, progress=not args.quiet,
+        model, text, out, options, overwrite=args.overwrite, progress=not args.quiet,
         provenance=provenance, history=_command(args),
     )
     window = min(text.length, cfg.context_length)
-    print(f"probe: {len(starts)} window(s) of {window} bytes ({text.length:,} bytes) -> {path}")
+    source = f" of {text.corpus} {text.split}" if text.split != "none" else ""
+    print(f"probe: {len(starts)} window(s) of {window} bytes ({text.length:,} bytes{source}) -> {path}")
     return 0
 
 
@@ -147,5 +211,6 @@ def _command(args: argparse.Namespace) -> str:
             words += ["--" + name.replace("_", "-"), str(value)]
     ip = args.identity_positions
     words += ["--identity-positions", "all" if ip is None else str(ip)]
-    words += [f"--{flag}" for flag in ("attention", "overwrite", "quiet") if getattr(args, flag)]
+    words += [] if args.attention else ["--no-attention"]
+    words += [f"--{flag}" for flag in ("overwrite", "quiet") if getattr(args, flag)]
     return " ".join(shlex.quote(w) for w in words)

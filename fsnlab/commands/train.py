@@ -193,7 +193,34 @@ def _train(args: argparse.Namespace) -> int:
     if result.is_main:
         val = f"val bpc {result.val.bpc:.4f}" if result.val else "no validation yet"
         print(f"{val} at step {result.step}/{result.total_steps} | checkpoint {result.checkpoint}")
+        if result.checkpoint is not None:
+            _print_next(result.run_dir, new_run=not args.resume)
     return 0
+
+
+def _print_next(run_dir: Any, new_run: bool) -> None:
+    """The commands that come next for this run (its real path), after pointing ``<runs>/latest`` at it."""
+    import shlex
+    from pathlib import Path
+
+    from fsnlab.probe.options import DEFAULT_PROBE_NAME, DEFAULT_WINDOWS
+    from fsnlab.train.latest import point_latest
+
+    note = ""
+    if new_run:
+        link, why = point_latest(run_dir)
+        note = f" ({link} now names this run)" if link else f" ({Path(run_dir).parent}/latest not updated: {why})"
+    exe = sys.argv[0] if Path(sys.argv[0]).name == "fsnlab" else "fsnlab"  # as typed: .venv/bin/fsnlab, or fsnlab
+    exe, run = shlex.quote(exe), shlex.quote(str(run_dir))
+    rows = [
+        (f"{exe} probe {run}", f"{DEFAULT_WINDOWS} val windows -> {Path(run_dir) / DEFAULT_PROBE_NAME}"),
+        (f"{exe} verify {run}", "the delay identity (spec §4) on the val split"),
+        (f"{exe} explore {run}", "the phase explorer on that probe"),
+    ]
+    width = max(len(c) for c, _ in rows)
+    print(f"next{note}:")
+    for command, what in rows:
+        print(f"  {command:<{width}}  # {what}")
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from fsnlab.probe.errors import ProbeError
 
 DEFAULT_IDENTITY_POSITIONS = 32
+DEFAULT_WINDOWS = 8  # `fsnlab probe CKPT` with no text: this many context windows of the run's own val split
+DEFAULT_PROBE_NAME = "probe.zarr"  # `fsnlab probe CKPT` with no --out: <run dir>/probe.zarr
 
 
 @dataclass(frozen=True)

@@ -71,14 +71,17 @@ def text_from_file(path: str | Path) -> ProbeText:
     return as_probe_text(ProbeText(data, corpus=f"file:{p.resolve()}"))
 
 
-def text_from_corpus(spec: str, split: str, start: int, length: int) -> ProbeText:
-    """``length`` bytes from ``start`` of a corpus split (:func:`fsnlab.data.load_corpus` spec)."""
+def text_from_corpus(spec: str, split: str, start: int, length: int, *, at_most: bool = False) -> ProbeText:
+    """``length`` bytes from ``start`` of a corpus split (:func:`fsnlab.data.load_corpus` spec);
+    ``at_most``: fewer when the split ends sooner (a default length, not one the user asked for)."""
     from fsnlab.data import load_corpus
 
     if start < 0 or length <= 0:
         raise ProbeError(f"--start must be >= 0 and --length > 0 (got start {start}, length {length})")
     corpus = load_corpus(spec)
     data = corpus.split(split)
+    if at_most and start < len(data):
+        length = min(length, len(data) - start)
     if start + length > len(data):
         raise ProbeError(
             f"{corpus.name} {split} split has {len(data):,} bytes; start {start:,} + length {length:,} runs past its end"

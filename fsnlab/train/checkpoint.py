@@ -35,8 +35,11 @@ REQUIRED_KEYS = ("format_version", "model", "model_config", "train_config", "ste
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """A checkpoint file, or a run directory meaning its latest ``checkpoint.pt``."""
-    p = Path(path).expanduser()
+    """A checkpoint file, or a run directory meaning its latest ``checkpoint.pt`` (``runs/latest``
+    too, where it is a pointer file rather than a symlink: :mod:`fsnlab.train.latest`)."""
+    from fsnlab.train.latest import follow_latest
+
+    p = follow_latest(path)
     if p.is_dir():
         latest = p / LATEST_NAME
         if not latest.is_file():
