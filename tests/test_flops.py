@@ -17,6 +17,15 @@ from fsnlab.models.flops import family_label
 M = 1e6
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small forward passes on a shared 2-core machine run far faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def measured(model: nn.Module, T: int, backward: bool = False, batch: int = 1) -> tuple[float, float]:
     """(non-attention, attention) FLOPs per token that FlopCounterMode sees in one forward (and backward).
 
