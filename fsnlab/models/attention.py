@@ -1,75 +1,251 @@
-"""Causal attention with a one-step successor term, on fused ``scaled_dot_product_attention`` kernels.
+"""Causal attention with a one-step successor term: one score product per head (spec §3.4).
 
-The FSN value pathway needs, for every query ``t``, two attention-weighted sums with one softmax
-(spec §3.4, ``delay_mask=shared_zero_diag``)::
+The FSN value pathway needs, for every query ``t``, two attention-weighted sums sharing one
+softmax (``delay_mask="shared_zero_diag"``, the default)::
 
     Z0_t = sum_{u <= t}   A_{t,u} v_u            (the attended tokens)
     Z1_t = sum_{u <= t-1} A_{t,u} s_u            (their successors, s_u = f(theta_{u+1}))
 
-``Z1`` uses the *same* normalisation as ``Z0`` but skips the diagonal, whose successor is in the
-future. Writing ``Z1 = A @ s - A_tt s_t`` would be exact in real arithmetic but would leak the
-future through rounding and gradients, so instead the keys are **interleaved**: every position
-``u`` contributes a *self* key (visible only to ``t = u``, value ``v_u + diag_u``) and a *past* key
-(visible to ``t > u``, value ``v_u + s_u``). Both carry the same key vector, so one softmax over
-the visible set is exactly ``A``. One fused SDPA call over ``2T`` keys then yields ``Z0 + Z1``
-(or both separately), with no ``T x T`` tensor per harmonic and strict causality by construction:
-query ``t`` only ever sees ``s_u`` with ``u + 1 <= t``. Long windows are processed in blocks of
-queries, so the boolean mask never exceeds ``QUERY_BLOCK x 2T``.
+Every harmonic, the real and imaginary parts and both delay terms share **one** score product
+``S = q k^T`` per head and query block. The successor weights are masked *before* they multiply
+(``Z1 = (A ⊙ [u < t]) s``, never ``A s - A_tt s_t``, which would leak the future through rounding and
+gradients): query ``t`` only ever reads ``s_u`` with ``u + 1 <= t``, exactly.
+
+The torch path (:class:`_BlockedDelayAttention`) is a flash-attention-style autograd function:
+
+* queries are processed in blocks of ``QUERY_BLOCK`` rows; block ``[t0, t1)`` only multiplies keys
+  ``< t1`` (causal block skipping);
+* the forward pass keeps only the outputs and one log-sum-exp per row (two with
+  ``separate_strict``); the backward pass recomputes each block's weights from them, so memory is
+  linear in T (no ``T x T`` tensor is kept, per harmonic or at all);
+* under autocast the products run in the autocast dtype (bf16 on CUDA) and the softmax in fp32.
+
+On CUDA the fused Triton kernel of :mod:`fsnlab.models.triton_attention` (same semantics, one
+online softmax shared by both accumulators) is chosen automatically when triton is installed;
+``FSNLAB_ATTENTION=torch`` forces this module's path (the reference and the CPU fallback),
+``FSNLAB_ATTENTION=triton`` requires the kernel. The naive float64 loop in ``tests/reference_fsn.py``
+checks this path for every kernel setting and delay mask.
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
+
+# Queries are processed in blocks of this many rows: the score block is QUERY_BLOCK x t1 at a time
+# (peak memory linear in T), and block [t0, t1) skips the keys >= t1.
+QUERY_BLOCK = 256
+
+DELAY_MASKS = ("shared_zero_diag", "shared_self", "separate_strict")
+_MODES = ("none", *DELAY_MASKS)
 
 
-# Queries are processed in blocks of this many rows when a mask is needed, so that the boolean mask
-# (and any fallback score matrix) is at most QUERY_BLOCK x 2T at a time: peak memory stays linear in T.
-QUERY_BLOCK = 512
+# -- the torch path ------------------------------------------------------------------------------
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype products run in: the autocast dtype when autocast is on for ``x``'s device."""
+    device = x.device.type
+    if device in ("cuda", "cpu") and torch.is_autocast_enabled(device) and x.dtype == torch.float32:
+        return torch.get_autocast_dtype(device)
+    return x.dtype
 
 
-def _self_or_past_mask(t0: int, t1: int, device: torch.device) -> torch.Tensor:
-    """Bool mask for queries ``t0..t1-1`` over the interleaved keys ``0..2*t1-1``: key ``2u`` is u's
-    self key (visible iff u == t), key ``2u+1`` its past key (visible iff u < t)."""
-    t = torch.arange(t0, t1, device=device)[:, None]
-    j = torch.arange(2 * t1, device=device)[None, :]
-    u = j // 2
-    return torch.where(j % 2 == 0, u == t, u < t)
+def _scores(q_blk: torch.Tensor, k_keys: torch.Tensor, t0: int) -> torch.Tensor:
+    """Causal scores ``S[t, u] = q_t . k_u`` for queries ``t0 .. t0+bq-1`` and keys ``0 .. t1-1``, in the
+    softmax's precision (float32 at least), with ``-inf`` where ``u > t``."""
+    S = (q_blk @ k_keys.transpose(-1, -2)).to(_softmax_dtype(q_blk))
+    bq, t1 = S.shape[-2], S.shape[-1]
+    if t1 > t0 + 1:  # only the diagonal block has future keys
+        t = torch.arange(t0, t0 + bq, device=S.device)[:, None]
+        u = torch.arange(t1, device=S.device)[None, :]
+        S = S.masked_fill(u > t, float("-inf"))
+    return S
 
 
-def _strict_mask_with_null(t0: int, t1: int, device: torch.device) -> torch.Tensor:
-    """Bool mask for queries ``t0..t1-1`` over keys ``0..t1-1`` plus a final null key: key u visible
-    iff u < t; the null key only to t = 0, whose set is otherwise empty."""
-    t = torch.arange(t0, t1, device=device)[:, None]
-    u = torch.arange(t1, device=device)[None, :]
-    return torch.cat([u < t, t == 0], dim=1)
+def _softmax_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _blocked_masked_attend(q, keys, values, mask_fn, keys_needed, null=None) -> torch.Tensor:
-    """:func:`attend` over query blocks: block ``[t0, t1)`` sees ``keys[:, :, :keys_needed(t1)]`` (plus
-    an optional trailing null key/value pair) under ``mask_fn(t0, t1)``."""
-    T = q.shape[2]
+def _diagonal(P: torch.Tensor, t0: int) -> torch.Tensor:
+    """The entries ``P[t, t]`` of a block of rows ``t0 ..`` (a view)."""
+    return P.diagonal(offset=t0, dim1=-2, dim2=-1)
 
-    def block(t0: int, t1: int, q_blk: torch.Tensor, k_blk: torch.Tensor, v_blk: torch.Tensor) -> torch.Tensor:
-        if null is not None:
-            k_blk = torch.cat([k_blk, null[0]], 2)
-            v_blk = torch.cat([v_blk, null[1]], 2)
-        return attend(q_blk, k_blk, v_blk, attn_mask=mask_fn(t0, t1, q_blk.device))
 
-    if T <= QUERY_BLOCK:
-        return block(0, T, q, keys, values)
-    # Several blocks: the fused kernels keep their (float) mask for the backward pass, which summed
-    # over blocks would be O(T^2). Recomputing each block in the backward pass (activation
-    # checkpointing) keeps only the block's inputs, which are views of tensors that exist anyway.
-    recompute = torch.is_grad_enabled()
-    outs = []
-    for t0 in range(0, T, QUERY_BLOCK):
-        t1 = min(T, t0 + QUERY_BLOCK)
-        n = keys_needed(t1)
-        args = (t0, t1, q[:, :, t0:t1], keys[:, :, :n], values[:, :, :n])
-        outs.append(checkpoint(block, *args, use_reentrant=False) if recompute else block(*args))
-    return torch.cat(outs, 2)
+def _strict_softmax_lse(S: torch.Tensor, t0: int) -> torch.Tensor:
+    """Log-sum-exp over ``u < t`` (``separate_strict``); 0 for the empty row ``t = 0`` so its weights are 0."""
+    S1 = S.clone()
+    _diagonal(S1, t0).fill_(float("-inf"))
+    lse1 = torch.logsumexp(S1, -1)
+    return torch.where(torch.isinf(lse1), torch.zeros_like(lse1), lse1), S1
+
+
+class _BlockedDelayAttention(torch.autograd.Function):
+    """``(z0, z1)`` of :func:`fused_delay_attention`, with a recomputing backward pass (see module doc)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, s, w, mode: str, block: int):
+        T = q.shape[2]
+        cdt = _compute_dtype(q)
+        # contiguous (B, H, T, .) operands once, so that every block's product is one strided bmm
+        qc, kc, vc = (x.to(cdt).contiguous() for x in (q, k, v))
+        sc = s.to(cdt).contiguous() if s is not None else None
+        sdt = _softmax_dtype(q)
+        z0 = torch.empty(v.shape, dtype=sdt, device=v.device)
+        z1 = torch.empty(s.shape, dtype=sdt, device=s.device) if s is not None else None
+        lse0 = torch.empty(q.shape[:3], dtype=sdt, device=q.device)
+        lse1 = torch.empty_like(lse0) if mode == "separate_strict" else None
+        for t0 in range(0, T, block):
+            t1 = min(T, t0 + block)
+            S = _scores(qc[:, :, t0:t1], kc[:, :, :t1], t0)
+            lse = torch.logsumexp(S, -1)
+            lse0[:, :, t0:t1] = lse
+            P = torch.exp(S - lse[..., None])
+            z0[:, :, t0:t1] = (P.to(cdt) @ vc[:, :, :t1]).to(sdt)
+            if mode == "none":
+                continue
+            if mode == "separate_strict":
+                l1, S1 = _strict_softmax_lse(S, t0)
+                lse1[:, :, t0:t1] = l1
+                P = torch.exp(S1 - l1[..., None])
+            else:
+                diag = _diagonal(P, t0).clone()
+                _diagonal(P, t0).zero_()  # the successor weights: masked before they multiply
+            z1_blk = (P.to(cdt) @ sc[:, :, :t1]).to(sdt)
+            if mode == "shared_self":
+                z1_blk = z1_blk + diag[..., None] * w[:, :, t0:t1].to(sdt)
+            z1[:, :, t0:t1] = z1_blk
+        ctx.mode, ctx.block = mode, block
+        ctx.save_for_backward(q, k, v, s, w, z0, z1, lse0, lse1)
+        out_dtype = v.dtype
+        return z0.to(out_dtype), (z1.to(out_dtype) if z1 is not None else None)
+
+    @staticmethod
+    def backward(ctx, dz0, dz1):
+        q, k, v, s, w, z0, z1, lse0, lse1 = ctx.saved_tensors
+        mode, block = ctx.mode, ctx.block
+        T = q.shape[2]
+        cdt = _compute_dtype(q)
+        sdt = z0.dtype
+        qc, kc, vc = (x.to(cdt).contiguous() for x in (q, k, v))
+        sc = s.to(cdt).contiguous() if s is not None else None
+        if dz0 is None:
+            dz0 = torch.zeros_like(z0)
+        has_z1 = mode != "none"
+        if has_z1 and dz1 is None:
+            dz1 = torch.zeros_like(z1)
+        dz0 = dz0.to(sdt).contiguous()
+        dz1 = dz1.to(sdt).contiguous() if has_z1 else None
+        dq = torch.empty(q.shape, dtype=sdt, device=q.device)
+        # the key-side gradients are accumulated over query blocks, last block first: it covers every
+        # key, so its products initialise them (no zero fill), and earlier blocks add into a prefix
+        dk = dv = ds = None
+        dw = torch.empty(w.shape, dtype=sdt, device=w.device) if mode == "shared_self" else None
+
+        def accumulate(total, part, t1):
+            if total is None:
+                return part
+            total[:, :, :t1] += part
+            return total
+
+        if mode == "separate_strict":
+            delta0 = (dz0 * z0).sum(-1)
+            delta1 = (dz1 * z1).sum(-1)
+        else:
+            delta0 = (dz0 * z0).sum(-1) + ((dz1 * z1).sum(-1) if has_z1 else 0)
+        for t0 in reversed(range(0, T, block)):
+            t1 = min(T, t0 + block)
+            q_blk = qc[:, :, t0:t1]
+            S = _scores(q_blk, kc[:, :, :t1], t0)
+            P = torch.exp(S - lse0[:, :, t0:t1, None])
+            g0 = dz0[:, :, t0:t1].to(cdt)
+            dv = accumulate(dv, (P.transpose(-1, -2).to(cdt) @ g0).to(sdt), t1)
+            dP = (g0 @ vc[:, :, :t1].transpose(-1, -2)).to(sdt)
+            if mode == "separate_strict":
+                dS = P * (dP - delta0[:, :, t0:t1, None])
+                _, S1 = _strict_softmax_lse(S, t0)
+                P1 = torch.exp(S1 - lse1[:, :, t0:t1, None])
+                g1 = dz1[:, :, t0:t1].to(cdt)
+                ds = accumulate(ds, (P1.transpose(-1, -2).to(cdt) @ g1).to(sdt), t1)
+                dP1 = (g1 @ sc[:, :, :t1].transpose(-1, -2)).to(sdt)
+                dS = dS + P1 * (dP1 - delta1[:, :, t0:t1, None])
+            elif has_z1:
+                g1 = dz1[:, :, t0:t1].to(cdt)
+                G = (g1 @ sc[:, :, :t1].transpose(-1, -2)).to(sdt)
+                if mode == "shared_self":  # the diagonal's successor value is w_t
+                    _diagonal(G, t0).copy_((dz1[:, :, t0:t1] * w[:, :, t0:t1].to(sdt)).sum(-1))
+                    dw[:, :, t0:t1] = _diagonal(P, t0)[..., None] * dz1[:, :, t0:t1]
+                else:
+                    _diagonal(G, t0).zero_()
+                dS = P * (dP + G - delta0[:, :, t0:t1, None])
+                _diagonal(P, t0).zero_()  # successor weights, masked before they multiply
+                ds = accumulate(ds, (P.transpose(-1, -2).to(cdt) @ g1).to(sdt), t1)
+            else:
+                dS = P * (dP - delta0[:, :, t0:t1, None])
+            dSc = dS.to(cdt)
+            dq[:, :, t0:t1] = (dSc @ kc[:, :, :t1]).to(sdt)
+            dk = accumulate(dk, (dSc.transpose(-1, -2) @ q_blk).to(sdt), t1)
+        cast = lambda g, x: g.to(x.dtype) if g is not None else None  # noqa: E731
+        return cast(dq, q), cast(dk, k), cast(dv, v), cast(ds, s), cast(dw, w), None, None
+
+
+def _torch_delay_attention(q, k, v, s, w, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return _BlockedDelayAttention.apply(q, k, v, s, w, mode, QUERY_BLOCK)
+
+
+# -- dispatch ------------------------------------------------------------------------------------
+
+def attention_backend(device: torch.device) -> str:
+    """``"triton"`` or ``"torch"``: the path :func:`fused_delay_attention` takes on ``device``.
+
+    ``FSNLAB_ATTENTION`` = ``auto`` (default: the Triton kernel on CUDA when triton is installed),
+    ``torch`` or ``triton`` (an error where the kernel cannot run).
+    """
+    choice = os.environ.get("FSNLAB_ATTENTION", "auto").lower()
+    if choice not in ("auto", "torch", "triton"):
+        raise ValueError(f"FSNLAB_ATTENTION must be auto, torch or triton, not {choice!r}")
+    if choice == "torch" or (choice == "auto" and device.type != "cuda"):
+        return "torch"
+    from fsnlab.models.triton_attention import triton_available
+
+    if device.type == "cuda" and triton_available():
+        return "triton"
+    if choice == "triton":
+        raise RuntimeError("FSNLAB_ATTENTION=triton needs a CUDA device and the triton package")
+    return "torch"
+
+
+def fused_delay_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    s: torch.Tensor | None = None,
+    w: torch.Tensor | None = None,
+    mode: str = "none",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One score product per head, two weighted sums: ``(Z0, Z1)`` (spec §3.4).
+
+    Shapes ``q, k (B, H, T, E)`` (the temperature is folded into ``q``: unit scale), ``v, s, w
+    (B, H, T, W)``; ``s[..., u, :]`` is the value of ``u``'s successor (``s[..., T-1, :]`` is never read).
+    With ``P0 = softmax_{u <= t}(q_t . k_u)`` and the strict mask ``M1 = [u < t]``:
+
+    * ``none``: ``Z0 = P0 v``, ``Z1 = None``;
+    * ``shared_zero_diag``: ``Z1 = (P0 ⊙ M1) s``;
+    * ``shared_self``: ``Z1 = (P0 ⊙ M1) s + P0_tt w_t`` (the diagonal's successor is the token itself);
+    * ``separate_strict``: ``Z1 = P1 s``, ``P1 = softmax_{u < t}(q_t . k_u)`` from the same scores; ``Z1_0 = 0``.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"unknown delay mode {mode!r}; choose one of {', '.join(_MODES)}")
+    if mode != "none" and s is None:
+        raise ValueError(f"delay mode {mode!r} needs successor values s")
+    if mode == "shared_self" and w is None:
+        raise ValueError("delay mode 'shared_self' needs the diagonal values w")
+    if q.dtype != torch.float64 and attention_backend(q.device) == "triton":
+        from fsnlab.models.triton_attention import delay_attention_triton
+
+        return delay_attention_triton(q, k, v, s, w if mode == "shared_self" else None, mode)
+    return _torch_delay_attention(q, k, v, s if mode != "none" else None, w if mode == "shared_self" else None, mode)
 
 
 def attend(
@@ -79,29 +255,24 @@ def attend(
     attn_mask: torch.Tensor | None = None,
     is_causal: bool = False,
 ) -> torch.Tensor:
-    """``softmax(q k^T + mask) v`` with unit scale (the temperature is folded into ``q``), for values
-    wider than the queries.
+    """``softmax(q k^T + mask) v`` with unit scale (the temperature is folded into ``q``).
 
-    Fused kernels (FlashAttention on CUDA, the flash kernel on CPU) need values as wide as queries
-    and keys. The FSN's values are ``k`` times wider (harmonics, real and imaginary parts), and
-    attention acts on each value channel independently, so the channels are cut into chunks of the
-    query width and folded into the batch dimension. Memory stays linear in T: no score matrix is
-    materialised, on CPU or GPU.
+    Values as wide as the queries go to ``scaled_dot_product_attention`` (a fused kernel on CPU and
+    CUDA). Wider values (harmonics, real and imaginary parts) share one explicit score product: with
+    ``is_causal`` through :func:`fused_delay_attention` (blocked, memory linear in T), otherwise (the
+    mode selection of FSN-MF, a fixed set of keys) as two matmuls and a softmax.
     """
-    B, H, T, E = q.shape
-    W = v.shape[-1]
-    if W == E:
+    if v.shape[-1] == q.shape[-1]:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=1.0)
-    chunks = -(-W // E)
-    if chunks * E != W:
-        v = F.pad(v, (0, chunks * E - W))
-    S = v.shape[2]
-    v = v.reshape(B, H, S, chunks, E).permute(3, 0, 1, 2, 4).reshape(chunks * B, H, S, E)
-    q = q.repeat(chunks, 1, 1, 1)
-    k = k.repeat(chunks, 1, 1, 1)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=1.0)
-    out = out.reshape(chunks, B, H, T, E).permute(1, 2, 3, 0, 4).reshape(B, H, T, chunks * E)
-    return out[..., :W]
+    if is_causal and attn_mask is None:
+        return fused_delay_attention(q, k, v)[0]
+    scores = q @ k.transpose(-1, -2)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+    if is_causal:
+        T, S = scores.shape[-2:]
+        scores = scores.masked_fill(torch.ones(T, S, dtype=torch.bool, device=q.device).tril().logical_not(), float("-inf"))
+    return scores.softmax(-1) @ v
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -132,27 +303,10 @@ def delay_attention(
 
     Returns ``Z0 + Z1`` (``(B, H, T, W)``), or the pair ``(Z0, Z1)`` when ``separate``.
     """
-    if delay_mask == "separate_strict":
-        z0 = causal_attention(q, k, v)
-        null = (torch.zeros_like(k[:, :, :1]), torch.zeros_like(s[:, :, :1]))
-        z1 = _blocked_masked_attend(q, k, s, _strict_mask_with_null, lambda t1: t1, null)
-        return (z0, z1) if separate else z0 + z1
-    if delay_mask not in ("shared_zero_diag", "shared_self"):
+    if delay_mask not in DELAY_MASKS:
         raise ValueError(f"unknown delay_mask {delay_mask!r}")
-    own_diag = diag if delay_mask == "shared_self" else torch.zeros_like(v)
-    if separate:
-        self_val = torch.cat([v, own_diag], -1)
-        past_val = torch.cat([v, s], -1)
-    else:
-        self_val = v + own_diag
-        past_val = v + s
-    keys = torch.stack([k, k], dim=3).flatten(2, 3)  # (B, H, 2T, E): self, past, self, past, ...
-    values = torch.stack([self_val, past_val], dim=3).flatten(2, 3)
-    out = _blocked_masked_attend(q, keys, values, _self_or_past_mask, lambda t1: 2 * t1)
-    if separate:
-        W = v.shape[-1]
-        return out[..., :W], out[..., W:]
-    return out
+    z0, z1 = fused_delay_attention(q, k, v, s, diag, delay_mask)
+    return (z0, z1) if separate else z0 + z1
 
 
 def attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -166,3 +320,15 @@ def attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 def full_precision(x: torch.Tensor) -> torch.Tensor:
     """float32 for half-precision tensors; float32/float64 tensors unchanged."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+__all__ = [
+    "QUERY_BLOCK",
+    "attend",
+    "attention_backend",
+    "attention_weights",
+    "causal_attention",
+    "delay_attention",
+    "full_precision",
+    "fused_delay_attention",
+]

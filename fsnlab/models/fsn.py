@@ -78,12 +78,19 @@ def as_complex(re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
     return torch.complex(re.to(dtype), im.to(dtype))
 
 
-def shift_to_successor(x: torch.Tensor) -> torch.Tensor:
-    """``(B, T, ...)`` -> the same with position ``u`` holding ``x[u + 1]`` and a zero at ``T - 1`` (§3.4).
+def shift_to_successor(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``x`` with position ``u`` (along ``dim``, the positions) holding ``x[u + 1]`` and a zero at ``T - 1`` (§3.4).
 
     The zero is never read: the successor of the last key is only visible to no query.
     """
-    return torch.cat([x[:, 1:], torch.zeros_like(x[:, :1])], dim=1)
+    T = x.shape[dim]
+    return torch.cat([x.narrow(dim, 1, T - 1), torch.zeros_like(x.narrow(dim, 0, 1))], dim=dim)
+
+
+def head_major(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    """``(B, T, D)`` -> contiguous ``(B, H, T, D_h)``: the phases of each head's coordinates."""
+    B, T, D = x.shape
+    return x.reshape(B, T, n_head, D // n_head).transpose(1, 2).contiguous()
 
 
 class PhaseEmbedding(nn.Module):
@@ -273,44 +280,51 @@ class FSNAttention(nn.Module):
             values = split_heads(self.value_map(phi).to(theta.dtype), H)
             mixed = merge_heads(causal_attention(q, k, values), cfg.d_phase).squeeze(-1)
             return self.hook_theta_out(theta + self.output_map(mixed).to(theta.dtype))
-        cos_n, sin_n = harmonic_features(theta, N)  # (B, T, D, N)
-        sent = (cos_n, sin_n) if self.value_proj is None else harmonic_features(self.sender_phases(theta), N)
-        c, d = self.coordinate_coefficients()
-
-        # Values carry the kernel already: v_u = c_n e^{i n theta_u}, s_u = d_n e^{i n theta_{u+1}},
-        # so one attention call returns sum_u A (c Z0 + d Z1) directly (linearity, §3.4).
-        v = torch.stack(complex_mul(c, sent), -1)  # (B, T, D, N, 2)
+        # Everything below runs in head layout (B, H, T, D_h, ...), so the attention's values are
+        # contiguous as built. The values are the raw harmonics e^{i n theta_u}; the kernel's
+        # coefficients are applied to the order parameters afterwards (linearity, §3.4):
+        # F = sum_n Im(e^{-i n theta_t} [c_n Z0_n + d_n Z1_n]).
+        receiver = harmonic_features(head_major(theta, H), N)  # cos, sin (n theta_t): (B, H, T, D_h, N)
+        sent = receiver if self.value_proj is None else harmonic_features(head_major(self.sender_phases(theta), H), N)
+        e = torch.stack(sent, -1).flatten(3)  # (B, H, T, D_h N 2)
+        c, d = self.head_coefficients()
         if d is None:
-            pull = causal_attention(q, k, split_heads(v, H))
+            z0, z1 = causal_attention(q, k, e), None
         else:
-            own = torch.stack(complex_mul(d, sent), -1)  # d e^{i n theta_u}
-            succ = shift_to_successor(own)  # position u holds d e^{i n theta_{u+1}}
-            pull = delay_attention(q, k, split_heads(v, H), split_heads(succ, H), split_heads(own, H), cfg.delay_mask)
-        pull = merge_heads(pull, cfg.d_phase).unflatten(-1, (N, 2))
-        force = tangent_projection(cos_n, sin_n, (pull[..., 0], pull[..., 1]))
+            z0, z1 = delay_attention(q, k, e, shift_to_successor(e, dim=2), e, cfg.delay_mask, separate=True)
+        z0 = z0.unflatten(-1, (-1, N, 2))
+        pull = complex_mul(c, (z0[..., 0], z0[..., 1]))
+        if z1 is not None:
+            z1 = z1.unflatten(-1, (-1, N, 2))
+            pull_d = complex_mul(d, (z1[..., 0], z1[..., 1]))
+            pull = (pull[0] + pull_d[0], pull[1] + pull_d[1])
+        force = merge_heads(tangent_projection(*receiver, pull), cfg.d_phase).squeeze(-1)  # (B, T, D)
         force = self.hook_force(force)
 
         if self.hook_Z0.active or self.hook_Z1.active or self.hook_attn.active:
-            self._emit_order_parameters(theta, q, k, *sent, d is not None)
+            self._emit_order_parameters(q, k, z0, z1)
 
         step = self.step_size() * force
         if self.natural_frequency is not None:
             step = step + self.natural_frequency  # Kuramoto natural frequency, OQ-12
         return self.hook_theta_out(theta + step)
 
-    def _emit_order_parameters(self, theta, q, k, cos_n, sin_n, has_delay: bool) -> None:
-        """Probe path: the raw order parameters Z0, Z1 (kernel not applied) and the weights A."""
-        H, D = self.config.n_head, self.config.d_phase
-        harmonics = torch.stack([cos_n, sin_n], -1)  # e^{i n theta_u}: (B, T, D, N, 2)
-        e = split_heads(harmonics, H)
-        if has_delay:
-            succ = split_heads(shift_to_successor(harmonics), H)
-            z0, z1 = delay_attention(q, k, e, succ, e, self.config.delay_mask, separate=True)
-            z1 = merge_heads(z1, D).unflatten(-1, (-1, 2))
+    def head_coefficients(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+        """The kernel's ``c, d`` as (re, im) pairs shaped ``(H, 1, D_h, N)``, to broadcast in head layout."""
+        H, Dh = self.config.n_head, self.config.head_dim
+        c, d = self.coordinate_coefficients()
+        shape = lambda pair: tuple(x.reshape(H, 1, Dh, -1) for x in pair)  # noqa: E731
+        return shape(c), (shape(d) if d is not None else None)
+
+    def _emit_order_parameters(self, q, k, z0: torch.Tensor, z1: torch.Tensor | None) -> None:
+        """Probe path: the raw order parameters Z0, Z1 (kernel not applied), ``(B, T, D, N)`` complex, and
+        the dense weights A. They are the very order parameters the force was made from."""
+        D = self.config.d_phase
+        as_tokens = lambda z: merge_heads(z.flatten(3), D).unflatten(-1, (-1, 2))  # noqa: E731
+        if z1 is not None:
+            z1 = as_tokens(z1)
             self.hook_Z1(as_complex(z1[..., 0], z1[..., 1]))
-        else:
-            z0 = causal_attention(q, k, e)
-        z0 = merge_heads(z0, D).unflatten(-1, (-1, 2))
+        z0 = as_tokens(z0)
         self.hook_Z0(as_complex(z0[..., 0], z0[..., 1]))
         if self.hook_attn.active:
             self.hook_attn(attention_weights(q, k))
@@ -384,16 +398,19 @@ class ModeCoupling(nn.Module):
             feats = torch.stack([torch.cos(theta), torch.sin(theta)], -1)  # (B, T, D, 2)
             q = split_heads(feats * self.gate()[:, None], H) * self.temperature()[None, :, None, None]
             mode_feats = torch.stack([torch.cos(self.mode_phases), torch.sin(self.mode_phases)], -1)[None]
-            k = split_heads(mode_feats, H).expand(theta.shape[0], -1, -1, -1)
-            values = split_heads(torch.stack([mode_cos, mode_sin], -1)[None], H).expand(theta.shape[0], -1, -1, -1)
-            z = attend(q, k, values)  # (B, H, T, D_h N 2)
+            k = split_heads(mode_feats, H)  # (1, H, M, 2 D_h): the same modes for every sequence
+            values = split_heads(torch.stack([mode_cos, mode_sin], -1)[None], H)
+            # the keys do not depend on the sequence: every token of the batch is one query of one call
+            B, T = theta.shape[:2]
+            flat_q = q.transpose(0, 1).reshape(1, H, B * T, q.shape[-1])
+            z = attend(flat_q, k, values).reshape(H, B, T, -1).transpose(0, 1)  # (B, H, T, D_h N 2)
             z = merge_heads(z, D).unflatten(-1, (N, 2))
             reps = cfg.head_dim
             kappa = (self.kappa_re.repeat_interleave(reps, 0), self.kappa_im.repeat_interleave(reps, 0))
             z = (z[..., 0], z[..., 1])
             pull = complex_mul(kappa, z)
             if self.hook_mode_weights.active:
-                self.hook_mode_weights(attention_weights_full(q, k))
+                self.hook_mode_weights(attention_weights_full(q, k.expand(B, -1, -1, -1)))
         else:
             w = (self.mode_weight_re[:, None, None], self.mode_weight_im[:, None, None])
             field = complex_mul(w, (mode_cos, mode_sin))
