@@ -194,6 +194,18 @@ def _torch_delay_attention(q, k, v, s, w, mode: str) -> tuple[torch.Tensor, torc
     return _BlockedDelayAttention.apply(q, k, v, s, w, mode, QUERY_BLOCK)
 
 
+def _triton_delay_attention(q, k, v, s, w, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The fused kernel, fed as autocast would feed a matmul: in the autocast dtype (bf16 on CUDA)
+    when autocast is on, else in the inputs' dtype; outputs in the values' dtype (fp32 phases)."""
+    from fsnlab.models.triton_attention import delay_attention_triton
+
+    cdt = _compute_dtype(q)
+    cast = lambda x: x.to(cdt).contiguous() if x is not None else None  # noqa: E731
+    with torch.autocast(q.device.type, enabled=False):
+        z0, z1 = delay_attention_triton(cast(q), cast(k), cast(v), cast(s), cast(w), mode)
+    return z0.to(v.dtype), (z1.to(v.dtype) if z1 is not None else None)
+
+
 # -- dispatch ------------------------------------------------------------------------------------
 
 def attention_backend(device: torch.device) -> str:
@@ -207,12 +219,13 @@ def attention_backend(device: torch.device) -> str:
         raise ValueError(f"FSNLAB_ATTENTION must be auto, torch or triton, not {choice!r}")
     if choice == "torch" or (choice == "auto" and device.type != "cuda"):
         return "torch"
-    from fsnlab.models.triton_attention import triton_available
+    from fsnlab.models.triton_attention import runs_on, triton_available
 
-    if device.type == "cuda" and triton_available():
+    if triton_available() and runs_on(device):
         return "triton"
     if choice == "triton":
-        raise RuntimeError("FSNLAB_ATTENTION=triton needs a CUDA device and the triton package")
+        raise RuntimeError("FSNLAB_ATTENTION=triton needs the triton package and a CUDA device "
+                           "(or TRITON_INTERPRET=1 for CPU tensors)")
     return "torch"
 
 
@@ -242,9 +255,7 @@ def fused_delay_attention(
     if mode == "shared_self" and w is None:
         raise ValueError("delay mode 'shared_self' needs the diagonal values w")
     if q.dtype != torch.float64 and attention_backend(q.device) == "triton":
-        from fsnlab.models.triton_attention import delay_attention_triton
-
-        return delay_attention_triton(q, k, v, s, w if mode == "shared_self" else None, mode)
+        return _triton_delay_attention(q, k, v, s if mode != "none" else None, w if mode == "shared_self" else None, mode)
     return _torch_delay_attention(q, k, v, s if mode != "none" else None, w if mode == "shared_self" else None, mode)
 
 

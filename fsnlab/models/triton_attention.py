@@ -398,6 +398,11 @@ def _interpreted() -> bool:
     return not isinstance(_fwd_kernel, triton.runtime.JITFunction)
 
 
+def runs_on(device: torch.device) -> bool:
+    """Whether the kernels can take tensors on ``device``: CUDA, or any device under the interpreter."""
+    return triton is not None and (device.type == "cuda" or _interpreted())
+
+
 def _emulate(dtype: torch.dtype) -> bool:
     """bfloat16 dots are widened to float32 under the interpreter (see ``_mm``); compiled: never."""
     return dtype == torch.bfloat16 and _interpreted()
