@@ -2,19 +2,23 @@
 
 Each subcommand lives in a module of :mod:`fsnlab.commands` that defines
 ``register(subparsers)``; its handler returns an exit code. Library errors
-(:class:`fsnlab.errors.FsnlabError`) become one line on stderr and exit code 2, never a traceback.
+(:class:`fsnlab.errors.FsnlabError`) and OS errors (a read-only or full disk, say) become one line on
+stderr and exit code 2, never a traceback; an interrupted command exits 130 (Ctrl-C) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
 from importlib.metadata import entry_points
 from typing import Sequence
 
 from fsnlab import __version__
-from fsnlab.errors import FsnlabError
+from fsnlab.errors import FsnlabError, one_line
 
 # Subcommand modules, in the order `fsnlab --help` lists them. A module that cannot be imported
 # (e.g. an optional dependency is missing) is skipped, so the other commands keep working. Packages
@@ -62,11 +66,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except FsnlabError as exc:
-        print(f"fsnlab {args.command}: error: {exc}", file=sys.stderr)
+        print(f"fsnlab {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"fsnlab {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)  # TrainingInterrupted: SIGINT or SIGTERM
+        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        print(f"fsnlab {args.command}: interrupted ({name})", file=sys.stderr)
+        return 128 + signum
+    except BrokenPipeError:  # e.g. `fsnlab sample ... | head -1`
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # an OS refusal no check foresaw (disk full, read-only, permissions): one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"fsnlab {args.command}: error: {where}{exc.strerror or one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,3 +20,14 @@ class CheckpointError(FsnlabError):
 
 class TrainingError(FsnlabError):
     """Training cannot continue (e.g. a non-finite loss)."""
+
+
+class RunLockedError(FsnlabError):
+    """Another process is writing the run directory (it holds the directory's lock file)."""
+
+
+def one_line(text: object) -> str:
+    """``text`` (an exception's message, say) as a single line, nothing cut: the lines are joined
+    with ``"; "`` and runs of whitespace become one space."""
+    lines = [" ".join(line.split()) for line in str(text).splitlines()]
+    return "; ".join(line for line in lines if line)

@@ -115,7 +115,7 @@ def bad_cases(run, tmp):
         "corpus shorter than context": (train + ["--data", f"text:{tmp / 'short.txt'}", "--context-length", "64"], "fewer than context_length+1"),
         "unknown corpus": (train + ["--data", "wikipedia"], "unknown corpus"),
         "unknown preset": (["train", "--preset", "fsn-huge", "--out", str(tmp / "x")], "unknown preset"),
-        "bad batch size": (train + ["--batch-size", "0"], "batch_size"),
+        "bad batch size": (train + ["--batch-size", "0"], "--batch-size must be a positive integer"),
         "bad device": (train + ["--device", "tpu"], "device"),
         "missing checkpoint": (["eval", str(tmp / "nowhere.pt")], "no checkpoint"),
         "run dir without checkpoint": (["export", str(tmp), "--safetensors"], "has no checkpoint.pt"),

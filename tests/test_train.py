@@ -48,15 +48,19 @@ def test_interrupted_and_resumed_run_matches_straight_run_bit_for_bit(tmp_path):
 
 
 def test_resume_from_an_older_checkpoint_through_the_cli(tmp_path, capsys):
-    """As if killed right after step 2's checkpoint: resuming from it drops the later checkpoints
-    and metrics and re-creates them identically."""
+    """Resuming from step 2's checkpoint of a finished run is refused (nothing deleted) unless
+    --rewind, which drops the later checkpoints and metrics and re-creates them identically."""
     run = tmp_path / "run"
     args = ["train", "--preset", "transformer-tiny", "--max-steps", "6", "--eval-interval", "2", "--keep", "5",
             "--context-length", "32", "--batch-size", "4", "--eval-bytes", "1000", "--log-interval", "1",
             "--out", str(run), "--quiet"]
     assert main(args) == 0
     expected_losses, expected_evals = losses(run), evals(run)
-    assert main(["train", "--resume", str(run / "checkpoint-2.pt"), "--quiet"]) == 0
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["train", "--resume", str(run / "checkpoint-2.pt"), "--quiet"]) == 2
+    assert "--rewind" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before and load_checkpoint(run / "best.pt")["step"] == 6
+    assert main(["train", "--resume", str(run / "checkpoint-2.pt"), "--rewind", "--quiet"]) == 0
     assert losses(run) == expected_losses and evals(run) == expected_evals
     assert load_checkpoint(run)["step"] == 6
     assert "val bpc" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -44,7 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Validation bits per byte are measured at every epoch boundary (one epoch = as many tokens\n"
             "as the train split has bytes), every --eval-interval steps and at the end.\n"
             "Multi-GPU: torchrun --nproc-per-node N -m fsnlab train ... (--batch-size is per process).\n"
-            "Ctrl-C stops at the next step with a checkpoint; --resume continues exactly."
+            "Ctrl-C or SIGTERM stops after the current step with a checkpoint (a second Ctrl-C stops at\n"
+            "once); --resume continues exactly. One process writes a run directory at a time (its\n"
+            "fsnlab.lock); a second is refused.\n"
+            "Exit status: 0 done; 2 bad input, damaged checkpoint or non-finite loss; 3 the run diverged\n"
+            "(final val bpc worse than a uniform guess, 8 bits per byte); 130 Ctrl-C; 143 SIGTERM."
         ),
         epilog=(
             "examples:\n"
@@ -122,6 +127,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume", metavar="RUN_DIR",
         help="continue the run in RUN_DIR (or from one of its checkpoint files) exactly",
     )
+    p.add_argument(
+        "--rewind", action="store_true",
+        help="with --resume RUN/checkpoint-<step>.pt: allow restarting from an older checkpoint, deleting the "
+        "run's later checkpoints (step files, checkpoint.pt, best.pt) and metrics first; without it such a "
+        "resume is refused and nothing is deleted",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="let --out be a folder that is not empty: an existing run there is replaced (its checkpoints and "
+        "metrics deleted), other files are left alone; without it such an --out is refused",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar; plain log lines instead")
     p.set_defaults(handler=_train)
 
@@ -175,26 +191,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="export as safetensors, to OUT if given (default: the checkpoint path with .safetensors)",
     )
     p.add_argument("--out", metavar="PATH", help="output file (same as the value of --safetensors)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file (refused without it)")
     p.set_defaults(handler=_export)
 
 
 def _train(args: argparse.Namespace) -> int:
     given: dict[str, Any] = {n: getattr(args, n) for n in _CONFIG_OPTIONS if getattr(args, n) is not None}
+    _check_positive(args, "max_steps", "batch_size", "context_length", "eval_interval", "eval_bytes",
+                    "log_interval", "grad_accum")
+    _check_non_negative(args, "seed", "keep")
     if args.model:
         given["model_overrides"] = parse_overrides(args.model)
     if args.resume:
         if args.out:
             raise ConfigError("--out cannot be combined with --resume: a resumed run stays in its directory")
-        result = resume(args.resume, given, quiet=args.quiet)
+        if args.overwrite:
+            raise ConfigError("--overwrite goes with --out (a new run); to restart a run from an older checkpoint use --rewind")
+        result = resume(args.resume, given, quiet=args.quiet, rewind=args.rewind)
     else:
+        if args.rewind:
+            raise ConfigError("--rewind goes with --resume RUN/checkpoint-<step>.pt")
         if "epochs" in given:
             given["max_steps"] = None  # --epochs replaces the default step count
-        result = train(TrainConfig(**given), args.out, quiet=args.quiet)
+        result = train(TrainConfig(**given), args.out, quiet=args.quiet, overwrite=args.overwrite)
     if result.is_main:
         val = f"val bpc {result.val.bpc:.4f}" if result.val else "no validation yet"
         print(f"{val} at step {result.step}/{result.total_steps} | checkpoint {result.checkpoint}")
-        if result.checkpoint is not None:
+        if result.checkpoint is not None and not result.diverged:
             _print_next(result.run_dir, new_run=not args.resume)
+    if result.diverged:
+        if result.is_main:
+            print(f"fsnlab train: warning: {result.warning}", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -244,6 +272,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    _check_non_negative(args, "length", "seed")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise ConfigError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
     device = resolve_device(args.device)
     model = model_from_checkpoint(load_checkpoint(args.checkpoint)).to(device)
     prompt = args.prompt.encode("utf-8")
@@ -255,16 +286,24 @@ def _sample(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     if args.safetensors and args.out and args.safetensors != args.out:
         raise ConfigError("give the output path once: --safetensors OUT or --out OUT")
-    path = export_safetensors(args.checkpoint, args.safetensors or args.out or None)
+    path = export_safetensors(args.checkpoint, args.safetensors or args.out or None, overwrite=args.overwrite)
     print(f"wrote {path}")
     return 0
 
 
 def _check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Integer options that must be >= 1 when given (the same wording for every command)."""
     for name in names:
         value = getattr(args, name)
         if value is not None and value <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
+def _check_non_negative(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a non-negative integer, got {value}")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

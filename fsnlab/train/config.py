@@ -67,6 +67,12 @@ class TrainConfig:
             raise ConfigError("give a training length: epochs or max_steps")
         if self.epochs is not None and not (self.epochs > 0 and math.isfinite(self.epochs)):
             raise ConfigError(f"epochs must be a positive number, got {self.epochs!r}")
+        floats = ("lr", "eps", "angle_lr_scale", "scalar_lr_scale", "warmup_frac", "min_lr_ratio", "weight_decay",
+                  "beta1", "beta2", "grad_clip")
+        for name in floats:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
         for name in ("lr", "eps"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")

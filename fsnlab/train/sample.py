@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from fsnlab.errors import ConfigError
@@ -22,8 +24,8 @@ def generate(
     temperature with a generator seeded by ``seed`` (same seed, same text)."""
     if not prompt:
         raise ConfigError("the prompt must contain at least one byte")
-    if length < 0 or temperature < 0:
-        raise ConfigError("length and temperature must be non-negative")
+    if length < 0 or not (math.isfinite(temperature) and temperature >= 0):
+        raise ConfigError(f"length must be >= 0 and temperature a finite number >= 0, got {length} and {temperature}")
     model.eval()
     context = model.config.context_length
     generator = torch.Generator(device=device).manual_seed(seed)

@@ -4,7 +4,9 @@ One optimizer step = ``grad_accum`` micro-steps; each micro-step draws the *glob
 (``batch_size x world_size`` windows) from one seeded generator and this rank keeps its slice, so
 N processes with batch B compute what one process with batch N*B computes. Evaluation (full val
 split, bits per byte) and a checkpoint happen at every epoch boundary, every ``eval_interval``
-steps and at the end. SIGINT/SIGTERM stop the run at the next step boundary with a checkpoint.
+steps and at the end. SIGINT/SIGTERM stop the run at the next step boundary with a checkpoint
+(:class:`TrainingInterrupted`, exit codes 130/143 on the command line); a second signal stops at once.
+A run directory has one writer at a time (:mod:`fsnlab.train.lock`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import dataclasses
 import datetime
 import json
 import math
+import re
+import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -27,19 +32,25 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fsnlab import __version__
 from fsnlab.data import count_eval_targets, load_corpus, sample_batch
-from fsnlab.errors import ConfigError, DataError, TrainingError
+from fsnlab.errors import CheckpointError, ConfigError, DataError, FsnlabError, RunLockedError, TrainingError
 from fsnlab.models import build_model, config_to_dict, parameter_breakdown
 from fsnlab.train.checkpoint import (
+    BEST_NAME,
     FORMAT_VERSION,
+    LATEST_NAME,
     CheckpointStore,
+    later_checkpoints,
     load_checkpoint,
     model_from_checkpoint,
+    newest_intact,
     resolve_checkpoint,
+    step_checkpoints,
 )
 from fsnlab.train.config import TrainConfig
 from fsnlab.train.distributed import DistContext, all_reduce_sum, init_distributed, shutdown_distributed
 from fsnlab.train.environment import environment_record
 from fsnlab.train.evaluate import EvalResult, autocast, evaluate
+from fsnlab.train.lock import LOCK_NAME, release_all, run_lock
 from fsnlab.train.optim import build_optimizer, lr_at, set_lr
 from fsnlab.train.progress import MetricsLog, Progress
 from fsnlab.train.rng import capture_rng, restore_rng, seed_everything
@@ -56,10 +67,38 @@ class TrainResult:
     val: EvalResult | None  # the last validation result
     best_val_bpc: float | None
     is_main: bool  # whether this process is the one that writes and reports
+    uniform_bpc: float = 8.0  # bits per symbol of a uniform guess: log2(vocab_size)
 
     @property
     def finished(self) -> bool:
         return self.step >= self.total_steps
+
+    @property
+    def diverged(self) -> bool:
+        """A finished run whose final val bpc is non-finite or worse than a uniform guess."""
+        if not self.finished or self.val is None:
+            return False
+        return not math.isfinite(self.val.bpc) or self.val.bpc > self.uniform_bpc
+
+    @property
+    def warning(self) -> str | None:
+        """The one-line divergence warning, or None."""
+        if not self.diverged:
+            return None
+        assert self.val is not None
+        return (
+            f"the run diverged: final val bpc {self.val.bpc:.4f} is worse than a uniform guess "
+            f"({self.uniform_bpc:.2f} bits per byte); its checkpoints are kept; try a lower --lr"
+        )
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """A stop signal ended the run (after its checkpoint, for the first signal). ``signum`` is
+    SIGINT or SIGTERM; the command line exits with 128 + signum (130, 143)."""
+
+    def __init__(self, signum: int = signal.SIGINT, message: str = "interrupted") -> None:
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 def default_run_dir(preset: str) -> Path:
@@ -74,16 +113,34 @@ def default_run_dir(preset: str) -> Path:
 
 
 def train(
-    config: TrainConfig, out_dir: str | Path | None = None, *, quiet: bool = False, stop_at: int | None = None
+    config: TrainConfig,
+    out_dir: str | Path | None = None,
+    *,
+    quiet: bool = False,
+    stop_at: int | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Start a new run in ``out_dir`` (default :func:`default_run_dir`). ``stop_at`` ends it early
-    (with a checkpoint) at that step, as if interrupted; :func:`resume` then finishes it."""
+    (with a checkpoint) at that step, as if interrupted; :func:`resume` then finishes it.
+
+    ``out_dir`` must be new, empty or a run directory without a checkpoint (an attempt that failed
+    early); ``overwrite`` also accepts a folder holding other files (they are left alone, same-named
+    ones replaced) and a finished or partial run (its checkpoints and metrics are deleted first)."""
     config.validate()
-    run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config.preset)
-    if (run_dir / "checkpoint.pt").exists():
-        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    with _distributed(config.device) as (ctx, device):
-        return Trainer(config, run_dir, ctx, device, quiet=quiet).run(stop_at)
+    run_dir = Path(out_dir).expanduser() if out_dir is not None else default_run_dir(config.preset)
+    check_new_run_dir(run_dir, overwrite)
+    created = _make_run_dir(run_dir)
+    try:
+        with _distributed(config.device) as (ctx, device), _locked(run_dir, ctx, device):
+            if ctx.is_main:
+                check_new_run_dir(run_dir, overwrite)  # again, now that no one else writes it
+                if overwrite:
+                    _clear_run_files(run_dir)
+            return Trainer(config, run_dir, ctx, device, quiet=quiet).run(stop_at)
+    except BaseException:
+        if created:
+            _remove_if_empty(run_dir)
+        raise
 
 
 def resume(
@@ -92,12 +149,19 @@ def resume(
     *,
     quiet: bool = False,
     stop_at: int | None = None,
+    rewind: bool = False,
 ) -> TrainResult:
     """Continue the run that wrote ``checkpoint`` (a run directory means its latest checkpoint) in
     that run's directory, bit for bit on the same device type. ``overrides`` are options given again
-    on the command line: only runtime ones (device, compile, keep) may differ from the saved run."""
+    on the command line: only runtime ones (device, compile, keep) may differ from the saved run.
+
+    Resuming from an older checkpoint of the run (``RUN/checkpoint-<step>.pt``) while the run holds
+    later checkpoints (step files, ``checkpoint.pt``, ``best.pt``) is refused unless ``rewind``,
+    which deletes them (and the later metrics records) first."""
     path = resolve_checkpoint(checkpoint)
-    ckpt = load_checkpoint(path)
+    run_dir = path.parent
+    seen = _file_state(path)
+    ckpt = _load_for_resume(path)
     saved = TrainConfig.from_dict(ckpt["train_config"])
     overrides = dict(overrides or {})
     preset = overrides.pop("preset", saved.preset)
@@ -107,10 +171,144 @@ def resume(
             f"cannot resume {path} as {preset}: it holds a {family} model (preset {saved.preset})"
         )
     config = saved.resumed_with(overrides)
-    with _distributed(config.device) as (ctx, device):
-        trainer = Trainer(config, path.parent, ctx, device, quiet=quiet, checkpoint=ckpt)
+    with _distributed(config.device) as (ctx, device), _locked(run_dir, ctx, device):
+        if _file_state(path) != seen:  # rewritten before we held the lock: read it again
+            ckpt = _load_for_resume(path)
+        later = later_checkpoints(run_dir, int(ckpt["step"]), exclude=path)
+        if later and not rewind:
+            names = ", ".join(f"{name} (step {s})" for name, s in sorted(later, key=lambda x: x[1]))
+            raise ConfigError(
+                f"{path} is at step {ckpt['step']} but the run has later checkpoints: {names}; resuming from it "
+                "would replace them: add --rewind to do so, or resume from the newest one"
+            )
+        trainer = Trainer(config, run_dir, ctx, device, quiet=quiet, checkpoint=ckpt)
         trainer.last_checkpoint = path
         return trainer.run(stop_at)
+
+
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _load_for_resume(path: Path) -> dict[str, Any]:
+    """Load the checkpoint to resume; when it is damaged, say which intact step checkpoint to use."""
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as exc:
+        found = newest_intact(path.parent, exclude=path)
+        if found is None:
+            raise
+        other, step = found
+        rewind = " --rewind" if later_checkpoints(path.parent, step, exclude=path) else ""
+        raise CheckpointError(
+            f"{exc}; the newest intact step checkpoint is {other} (step {step}): fsnlab train --resume {other}{rewind}"
+        ) from None
+
+
+# Files fsnlab writes into a run directory (what --overwrite may replace).
+_RUN_FILES = re.compile(
+    r"^(config\.json|environment\.json|environment-resume-\d+\.json|metrics\.jsonl|checkpoint(-\d+)?\.pt|"
+    r"best\.pt|study-failure\.json|" + re.escape(LOCK_NAME) + r"|\..*\.tmp)$"
+)
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` holds an fsnlab run: a checkpoint, or a ``config.json`` that fsnlab wrote."""
+    if (path / LATEST_NAME).is_file():
+        return True
+    try:
+        saved = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and {"model", "train", "run"} <= set(saved)
+
+
+def check_new_run_dir(run_dir: Path, overwrite: bool = False) -> None:
+    """Refuse a place a new run cannot or must not be written to (one-line ConfigError)."""
+    if run_dir.is_symlink() and not run_dir.exists():
+        raise ConfigError(f"run directory {run_dir} is a broken symbolic link")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run directory {run_dir} is an existing file, not a directory; pick another --out")
+    for parent in run_dir.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"cannot create run directory {run_dir}: {parent} is a file")
+            break
+    if not run_dir.is_dir():
+        return
+    if (run_dir / LATEST_NAME).exists() and not overwrite:
+        raise ConfigError(
+            f"{run_dir} already holds a run; continue it with --resume {run_dir}, pick another --out, "
+            "or add --overwrite to replace it"
+        )
+    try:
+        entries = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith((LOCK_NAME, f".{LOCK_NAME}")))
+    except OSError as exc:
+        raise ConfigError(f"cannot read run directory {run_dir}: {exc.strerror or exc}") from None
+    if not entries or overwrite or is_run_dir(run_dir):
+        return
+    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    raise ConfigError(
+        f"{run_dir} is not empty and not an fsnlab run directory (it holds {shown}); pick a new or empty --out, "
+        "or add --overwrite to write the run into it (same-named files are replaced)"
+    )
+
+
+def _make_run_dir(run_dir: Path) -> bool:
+    """Create the run directory; return whether it was created here."""
+    if run_dir.is_dir():
+        return False
+    try:
+        run_dir.mkdir(parents=True)
+    except FileExistsError:
+        if run_dir.is_dir():
+            return False
+        raise ConfigError(f"run directory {run_dir} is an existing file, not a directory; pick another --out") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from None
+    return True
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    try:
+        if run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+    except OSError:
+        pass
+
+
+def _clear_run_files(run_dir: Path) -> None:
+    """Delete an earlier run's files (``--overwrite``); other files are left alone."""
+    for path in run_dir.iterdir():
+        if path.name != LOCK_NAME and _RUN_FILES.match(path.name) and path.is_file():
+            path.unlink()
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path, ctx: DistContext, device: torch.device) -> Iterator[None]:
+    """Hold the run directory's lock (taken by the main process) for the block. Under torchrun
+    every rank learns whether the main process got it, so that all of them stop together."""
+    if not ctx.enabled:
+        with run_lock(run_dir):
+            yield
+        return
+    error: FsnlabError | None = None
+    with contextlib.ExitStack() as stack:
+        if ctx.is_main:
+            try:
+                stack.enter_context(run_lock(run_dir))
+            except FsnlabError as exc:
+                error = exc
+        failed = all_reduce_sum(torch.tensor([float(error is not None)], device=device), ctx).item()
+        if error is not None:
+            raise error
+        if failed:
+            raise RunLockedError(f"the main process could not take the lock of {run_dir} (see its message)")
+        yield
 
 
 @contextlib.contextmanager
@@ -165,8 +363,10 @@ class Trainer:
         self.loss_sum, self.loss_count = 0.0, 0  # training losses not yet logged
         self.elapsed_before = 0.0  # wall time of earlier sessions of this run
         self.last_checkpoint: Path | None = None
+        self._saved_step: int | None = None
         if checkpoint is not None:
             self._load_state(checkpoint)
+            self._saved_step = self.step
         self.lr = lr_at(self.step, self.total_steps, config)
         self._session_start = time.perf_counter()
         self._mark_window()
@@ -224,7 +424,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = environment_record(self.device, self.ctx.world_size)
         if resumed:
-            self.store.discard_after(self.step)
+            self.store.remove_temporary()
+            self.store.discard_after(self.step)  # later readable ones were refused without --rewind
             self.metrics.truncate_after(self.step)
             _write_json(self.run_dir / f"environment-resume-{self.step}.json", env)
             return
@@ -259,8 +460,10 @@ class Trainer:
         progress = Progress(self.total_steps, self.step, quiet=self.quiet, enabled=self.ctx.is_main)
         progress.write(self._banner())
         try:
-            with _StopSignals() as stop:
+            with _StopSignals(progress) as stop:
                 while self.step < end:
+                    if stop.requested and not self.ctx.enabled:  # arrived during evaluation or saving
+                        self._stop(stop, progress)
                     stop_requested = self._train_step(stop)
                     progress.step(self.step)
                     if self.step % self.config.log_interval == 0 or self.step == self.total_steps:
@@ -271,14 +474,20 @@ class Trainer:
                     elif self.step == end or stop_requested:
                         self._save(is_best=False)
                     if stop_requested:
-                        progress.write(f"stopped at step {self.step}; continue: fsnlab train --resume {self.run_dir}")
-                        raise KeyboardInterrupt
+                        self._stop(stop, progress)
         finally:
             progress.close()
         return TrainResult(
             self.run_dir, self.last_checkpoint, self.step, self.total_steps, self.last_val, self.best_val_bpc,
-            self.ctx.is_main,
+            self.ctx.is_main, math.log2(self.model.config.vocab_size),
         )
+
+    def _stop(self, stop: "_StopSignals", progress: Progress) -> None:
+        """End the run at a stop signal, with a checkpoint of this step."""
+        if self.last_checkpoint is None or self._saved_step != self.step:
+            self._save(is_best=False)
+        progress.write(f"stopped at step {self.step}; continue: fsnlab train --resume {self.run_dir}")
+        raise TrainingInterrupted(stop.signum or signal.SIGINT)
 
     def _forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean next-byte cross-entropy (nats) of one micro-batch; logits upcast to fp32."""
@@ -372,6 +581,7 @@ class Trainer:
     def _save(self, is_best: bool) -> None:
         if self.ctx.is_main:
             self.last_checkpoint = self.store.save(self.state_dict(), is_best)
+        self._saved_step = self.step
         self._mark_window()  # evaluation and saving do not count against tokens/s
 
     def _record(self, fields: dict[str, Any]) -> None:
@@ -400,26 +610,109 @@ class Trainer:
 
 class _StopSignals:
     """Turns SIGINT/SIGTERM into a request to stop at the next step boundary (main thread only;
-    signals the parent set to be ignored, as ``nohup`` does, stay ignored); a second SIGINT
-    interrupts at once."""
+    signals the parent set to be ignored, as ``nohup`` does, stay ignored).
 
-    def __init__(self) -> None:
+    The first signal is announced at once, even while a long step runs in C++: Python writes the
+    signal number to a wakeup pipe from its C-level handler, and a watcher thread reading that pipe
+    prints the notice. A second signal stops now: the Python-level handler raises
+    :class:`TrainingInterrupted` at the next bytecode, and should the main thread be stuck inside
+    one long operation, the watcher removes the run's lock and exits the process (128 + signum)
+    after a short grace period; the last checkpoint on disk is complete either way (writes are
+    atomic)."""
+
+    GRACE_S = 2.0
+
+    def __init__(self, progress: Progress | None = None) -> None:
         self.requested = False
+        self.signum: int | None = None
+        self.progress = progress
         self._previous: dict[int, Any] = {}
+        self._seen = 0  # signals the watcher saw
+        self._pipe: tuple[int, int] | None = None
+        self._previous_wakeup = -1
+        self._watcher: threading.Thread | None = None
+        self._done = threading.Event()
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
+        # Python runs a handler once for signals that arrived together (e.g. two Ctrl-C during one
+        # long backward pass), so the watcher's count decides whether this is the second one.
+        if self.requested or self._seen >= 2:
+            raise TrainingInterrupted(signum, "stopped at once by a second signal")
+        self.requested, self.signum = True, signum
+        if self._watcher is None:  # no watcher thread: announce from here
+            self._announce(signum)
+
+    def _announce(self, signum: int) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self._say(f"fsnlab train: {name}: stopping after this step with a checkpoint (Ctrl-C again to stop now)")
+
+    def _say(self, line: str) -> None:
+        if self.progress is not None and not self.progress.enabled:
+            return
+        bar = getattr(self.progress, "bar", None)
+        try:
+            if bar is not None:
+                bar.write(line, file=sys.stderr)
+            else:
+                os.write(2, (line + "\n").encode())
+        except (OSError, ValueError):
+            pass
+
+    def _watch(self, read_fd: int) -> None:
+        while not self._done.is_set():
+            try:
+                data = os.read(read_fd, 64)
+            except OSError:
+                return
+            if not data or self._done.is_set():
+                return
+            for signum in data:
+                if signum not in (signal.SIGINT, signal.SIGTERM):
+                    continue  # another handled signal (the wakeup pipe sees them all)
+                self._seen += 1
+                if self._seen == 1:
+                    self._announce(signum)
+                    continue
+                self._say("fsnlab train: stopping now; the last checkpoint written is kept")
+                if not self._done.wait(self.GRACE_S):  # the main thread is stuck in one long call
+                    release_all()
+                    os._exit(128 + signum)
 
     def __enter__(self) -> "_StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(sig) is not signal.SIG_IGN:
-                    self._previous[sig] = signal.signal(sig, self._handle)
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        if not self._previous:
+            return self
+        try:
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(write_fd, False)
+            self._previous_wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        except (OSError, ValueError):
+            return self
+        self._pipe = (read_fd, write_fd)
+        self._watcher = threading.Thread(target=self._watch, args=(read_fd,), name="fsnlab-stop-signals", daemon=True)
+        self._watcher.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._done.set()
+        if self._pipe is not None:
+            read_fd, write_fd = self._pipe
+            try:
+                signal.set_wakeup_fd(self._previous_wakeup)
+            except (OSError, ValueError):
+                signal.set_wakeup_fd(-1)
+            try:
+                os.write(write_fd, b"\0")  # wake the watcher
+            except OSError:
+                pass
+            if self._watcher is not None:
+                self._watcher.join(timeout=1.0)
+            os.close(write_fd)
+            os.close(read_fd)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
