@@ -11,7 +11,7 @@ For every layer with a delay term and every harmonic ``n`` we evaluate, on the l
 phases and real attention weights:
 
 * **(a) order parameter**: ``Im(e^{-i n theta_t} d_n Z1_{t,n})`` with ``Z1`` from ``hook_Z1``, i.e. as the
-  network computes it, through the fused interleaved-key attention call (no per-edge sum anywhere);
+  network computes it, through the one-score-product attention (fsnlab.models.attention; no per-edge sum anywhere);
 * **(a') successor**: :func:`fsnlab.models.kernel.successor_coupling`, the explicit per-edge sum over
   successors;
 * **(b) Sakaguchi**: :func:`fsnlab.models.kernel.sakaguchi_coupling` to the attended tokens themselves,
