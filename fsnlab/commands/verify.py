@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fsnlab.errors import DataError
+from fsnlab.errors import ConfigError, DataError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=float, default=1e-10, metavar="TOL",
                    help="largest float64 absolute residual that passes (default: 1e-10)")
     p.add_argument("--control-margin", type=float, default=1e3, metavar="M",
-                   help="each control must miss by more than M x TOL (default: 1e3)")
+                   help="each control must miss by more than M x TOL; M >= 1 (default: 1e3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffled-transition control (default: 0)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(handler=run_verify)
@@ -90,6 +91,20 @@ def read_text_bytes(args: argparse.Namespace, ckpt: dict, context_length: int) -
     return _check(data, where), where
 
 
+def check_thresholds(args: argparse.Namespace) -> None:
+    """--tolerance > 0 and --control-margin >= 1, both finite; --seed >= 0 (one-line errors, exit 2).
+    A margin below 1 would let a control that passes the tolerance count as failing."""
+    if not (math.isfinite(args.tolerance) and args.tolerance > 0):
+        raise ConfigError(f"--tolerance must be a finite number > 0, got {args.tolerance}")
+    if not (math.isfinite(args.control_margin) and args.control_margin >= 1):
+        raise ConfigError(
+            f"--control-margin must be a finite number >= 1 (each control must miss by more than M x TOL), "
+            f"got {args.control_margin}"
+        )
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
+
+
 def _check(data: np.ndarray, where: str) -> np.ndarray:
     if data.size < 3:
         raise DataError(f"{where}: need at least 3 bytes to check the identity, got {data.size}")
@@ -108,6 +123,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from fsnlab.dynamics.identity import format_identity_table, identity_summary, require_delay_model, verify_identity
     from fsnlab.train.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
 
+    check_thresholds(args)
     path = resolve_checkpoint(args.checkpoint)
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt)

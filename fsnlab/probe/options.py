@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fsnlab.probe.errors import ProbeError
 
 DEFAULT_IDENTITY_POSITIONS = 32
+MAX_GRID_SIZE = 65536  # points of the coupling-function grid; finer than any plot needs
 DEFAULT_WINDOWS = 8  # `fsnlab probe CKPT` with no text: this many context windows of the run's own val split
 DEFAULT_PROBE_NAME = "probe.zarr"  # `fsnlab probe CKPT` with no --out: <run dir>/probe.zarr
 
@@ -28,6 +29,8 @@ class ProbeOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ProbeError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.grid_size > MAX_GRID_SIZE:
+            raise ProbeError(f"grid-size must be at most {MAX_GRID_SIZE:,} (points over [-pi, pi)), got {self.grid_size:,}")
         if self.identity_positions is not None and (not isinstance(self.identity_positions, int) or self.identity_positions < 0):
             raise ProbeError(f"identity-positions must be a non-negative integer, got {self.identity_positions!r}")
         return self

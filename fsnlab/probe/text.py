@@ -98,6 +98,8 @@ def window_starts(n: int, context: int, stride: int | None) -> list[int]:
     """
     if n <= 0:
         raise ProbeError("the text to probe is empty")
+    if n < 2:
+        raise ProbeError("the text to probe has 1 byte; a probe needs at least 2 (each byte's loss is on the next one)")
     if stride is not None and not (isinstance(stride, int) and 0 < stride <= context):
         raise ProbeError(f"stride must be an integer in 1..{context} (the model's context), got {stride!r}")
     if n <= context:

@@ -147,14 +147,22 @@ def open_writer(path: str | os.PathLike[str], overwrite: bool) -> ZarrWriter | N
 
 
 def check_output(path: Path, overwrite: bool) -> None:
-    """Refuse an existing output without ``overwrite``, and anything but a probe output with it."""
-    output_format(path)
-    if not path.exists():
-        return
-    if not overwrite:
-        raise ProbeError(f"{path} already exists; pass --overwrite to replace it")
-    if path.is_dir() and not _looks_like_zarr(path):
-        raise ProbeError(f"refusing to overwrite {path}: it is a directory but not a zarr store")
+    """Refuse an output that cannot be written (a parent that is a file, a read-only or virtual
+    filesystem), an existing one without ``overwrite``, and with it anything but a probe output of
+    the same kind (a directory for ``.nc``, a file for ``.zarr``, a folder that is not a zarr store)."""
+    from fsnlab.paths import check_writable
+
+    fmt = output_format(path)
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise ProbeError(f"{path} already exists; pass --overwrite to replace it")
+        if fmt == "netcdf" and path.is_dir():
+            raise ProbeError(f"refusing to overwrite {path}: it is a directory, not a netCDF file")
+        if fmt == "zarr" and not path.is_dir():
+            raise ProbeError(f"refusing to overwrite {path}: it is a file, not a zarr store")
+        if path.is_dir() and not _looks_like_zarr(path):
+            raise ProbeError(f"refusing to overwrite {path}: it is a directory but not a zarr store")
+    check_writable(path, ProbeError)
 
 
 def _looks_like_zarr(path: Path) -> bool:

@@ -12,13 +12,14 @@ which analyses it adds; everything else is here, so every study has the same opt
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from fsnlab.errors import FsnlabError
+from fsnlab.errors import FsnlabError, one_line
 from fsnlab.study.dataset import assemble, write_dataset
 from fsnlab.study.manifest import SCALES, Manifest, StudyError, run_state
 from fsnlab.study.protocol import Protocol, normalize_data_spec, protocol
@@ -96,8 +97,81 @@ def study_parser(kind: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="run again the runs whose training failed before")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state, train nothing")
     p.add_argument("--analysis-device", default="auto", metavar="DEV", help="device for analyses that run the trained models (default auto)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --out be a folder that holds other files (not a study of ours); same-named files are replaced")
     p.add_argument("--quiet", action="store_true", help="only the summary lines")
     return p
+
+
+_POSITIVE = ("seeds", "max_steps", "eval_bytes", "jobs", "threads", "slurm_timeout_min", "slurm_cpus", "slurm_parallel")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The same checks for every study's options, before anything is built (one-line StudyError)."""
+    for name in _POSITIVE:
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            raise StudyError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if getattr(args, "slurm_gpus", None) is not None and args.slurm_gpus < 0:
+        raise StudyError(f"--slurm-gpus must be a non-negative integer, got {args.slurm_gpus}")
+    for name in ("epochs", "slurm_mem_gb"):
+        value = getattr(args, name, None)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise StudyError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    choices = getattr(args, "arm_choices", None)
+    if choices and getattr(args, "arms", None):
+        asked = split_list(args.arms, choices)
+        unknown = [a for a in asked if a not in choices]
+        if unknown or not asked:
+            raise StudyError(f"--arms: unknown arm(s) {', '.join(unknown) or '(none given)'}; this study's arms: {', '.join(choices)}")
+
+
+def check_output_dirs(ctx: "StudyContext", overwrite: bool) -> None:
+    """The study directory must be new, empty or a study of ours (its manifest.json), unless
+    ``overwrite``; both it and the run pool must be writable directories."""
+    from fsnlab.paths import check_writable
+
+    for label, path in (("--out", ctx.study_dir), ("--runs", ctx.runs_dir)):
+        if path.exists() and not path.is_dir():
+            raise StudyError(f"{label} {path} is an existing file, not a directory")
+        check_writable(path, StudyError, into=True)
+    study = ctx.study_dir
+    if study.is_dir() and not overwrite and not (study / "manifest.json").is_file():
+        entries = sorted(p.name for p in study.iterdir() if p.resolve() != ctx.runs_dir.resolve())
+        if entries:
+            shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+            raise StudyError(
+                f"--out {study} is not empty and holds no study (no manifest.json; it holds {shown}); "
+                "pick a new or empty folder, or add --overwrite"
+            )
+
+
+def validate_manifest(manifest: Manifest, data: bool = True) -> None:
+    """Every run's model (preset and overrides) and (``data``) corpus, checked once before any
+    training, so a bad arm or --data is found now and not when its run starts."""
+    from fsnlab.data import load_corpus
+    from fsnlab.models import get_preset, replace_config
+
+    checked_models: set[str] = set()
+    checked_data: set[str] = set()
+    for run in manifest:
+        cfg = run.config
+        overrides = dict(cfg.model_overrides)
+        if cfg.context_length:
+            overrides["context_length"] = cfg.context_length
+        key = repr((cfg.preset, sorted(overrides.items())))
+        if key not in checked_models:
+            try:
+                replace_config(get_preset(cfg.preset), **overrides)
+            except FsnlabError as exc:
+                raise StudyError(f"run {run.name}: {exc}") from None
+            checked_models.add(key)
+        if data and cfg.data not in checked_data:
+            try:
+                load_corpus(cfg.data)
+            except FsnlabError as exc:
+                raise StudyError(f"run {run.name}: --data {cfg.data}: {exc}") from None
+            checked_data.add(cfg.data)
 
 
 def _slurm_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -153,15 +227,18 @@ def run_study(
         threads = torch.get_num_threads()
         torch.set_num_threads(args.threads)
     try:
+        check_arguments(args)
         ctx = make_context(kind, args)
         manifest = build_manifest(ctx)
         manifest.settings.setdefault("protocol", ctx.protocol.to_dict())
         manifest.settings.setdefault("argv", list(getattr(args, "argv", sys.argv)))
+        validate_manifest(manifest, data=not args.dry_run)  # a dry run may list runs whose data is elsewhere
         if args.dry_run:
             for run in manifest:
                 state = run_state(ctx.runs_dir / run.name)
                 print(f"{state.status:8} {run.name}  {run.tags}")
             return StudyResult(manifest, [], None, None, 0, time.perf_counter() - start)
+        check_output_dirs(ctx, getattr(args, "overwrite", False))
         manifest.save(ctx.study_dir / "manifest.json")
         devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
         outcomes = execute(
@@ -176,15 +253,16 @@ def run_study(
         from fsnlab.study.report import write_report
 
         report_path = write_report(ds, ctx.study_dir / "report.html")
-    except FsnlabError as exc:
-        print(f"{kind}: error: {exc}", file=sys.stderr)
+    except (FsnlabError, OSError) as exc:
+        message = one_line(exc) if isinstance(exc, FsnlabError) else f"{exc.filename or ''}: {exc.strerror or one_line(exc)}".lstrip(": ")
+        print(f"{kind}: error: {message}", file=sys.stderr)
         return StudyResult(Manifest(kind, kind, "smoke"), [], None, None, 2, time.perf_counter() - start)
     finally:
         if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
-    counts = {a: sum(o.action == a for o in outcomes) for a in ("trained", "resumed", "skipped", "failed", "submitted", "queued", "interrupted")}
+    counts = {a: sum(o.action == a for o in outcomes) for a in ("trained", "resumed", "skipped", "failed", "submitted", "queued", "interrupted", "locked")}
     status = {s: int((ds["status"].values == s).sum()) for s in ("done", "partial", "new", "failed")}
     print(
         f"{kind} ({ctx.scale}): " + ", ".join(f"{n} {a}" for a, n in counts.items() if n)
@@ -195,7 +273,8 @@ def run_study(
     )
     crashed = [o for o in outcomes if o.action == "failed" and not (o.error or "").startswith("TrainingError")]
     unfinished = status["done"] + status["failed"] < len(manifest)
-    code = 1 if crashed else 3 if unfinished else 0
+    interrupted = any(o.action == "interrupted" for o in outcomes)
+    code = 1 if crashed else 130 if interrupted else 3 if unfinished else 0
     return StudyResult(manifest, outcomes, dataset_path, report_path, code, time.perf_counter() - start, ds)
 
 
@@ -238,6 +317,7 @@ def entry_points(
 
 def add_arms_argument(parser: argparse.ArgumentParser, arms: Sequence[str]) -> None:
     parser.add_argument("--arms", metavar="LIST", help=f"comma-separated arms (default {','.join(arms)})")
+    parser.set_defaults(arm_choices=tuple(arms))  # checked by check_arguments before anything runs
 
 
 def add_arm_runs(

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from fsnlab.errors import RunLockedError, one_line
 from fsnlab.study.manifest import FAILURE_FILE, Manifest, StudyError, check_run_dir, run_state
 from fsnlab.train import TrainConfig
+from fsnlab.train.lock import run_lock
 
 EXECUTORS = ("local", "slurm")
 
@@ -33,7 +35,7 @@ class Outcome:
     """What happened to one run in one :func:`execute` call."""
 
     name: str
-    action: str  # skipped | trained | resumed | failed | submitted | queued | interrupted
+    action: str  # skipped | trained | resumed | failed | submitted | queued | interrupted | locked
     status: str  # the run's state afterwards: done | partial | new | failed
     step: int = 0
     total_steps: int | None = None
@@ -57,15 +59,30 @@ def train_one(
 ) -> Outcome:
     """Bring one run to its end: skip, resume or train. Never raises for a training failure
     (it is recorded in ``study-failure.json`` and returned); KeyboardInterrupt is returned as
-    ``interrupted`` after the trainer saved its checkpoint."""
-    import torch
-
-    from fsnlab.train import resume, train
-
+    ``interrupted`` after the trainer saved its checkpoint. The run directory's lock is held
+    throughout; a run another process is writing is returned as ``locked``, untouched."""
     path = Path(run_dir)
     name = path.name
     cfg = TrainConfig.from_dict(config)
     check_run_dir(path, cfg)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with run_lock(path):  # the same run may be in another study's pool: one writer at a time
+            return _train_locked(path, cfg, device=device, threads=threads, retry_failed=retry_failed, quiet=quiet)
+    except RunLockedError as exc:
+        state = run_state(path)
+        return Outcome(name, "locked", state.status, state.step, state.total_steps, error=str(exc))
+
+
+def _train_locked(
+    path: Path, cfg: TrainConfig, *, device: str | None, threads: int | None, retry_failed: bool, quiet: bool
+) -> Outcome:
+    import torch
+
+    from fsnlab.train import resume, train
+
+    name = path.name
+    check_run_dir(path, cfg)  # again, now that no one else writes it
     state = run_state(path)
     if state.status == "done" or (state.status == "failed" and not retry_failed):
         return Outcome(name, "skipped", state.status, state.step, state.total_steps, error=state.error)
@@ -85,7 +102,7 @@ def train_one(
         after = run_state(path)
         return Outcome(name, "interrupted", after.status, after.step, after.total_steps, time.perf_counter() - start)
     except Exception as exc:  # a failed run must not stop the others; it is recorded and reported
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        message = one_line(exc) or type(exc).__name__
         path.mkdir(parents=True, exist_ok=True)
         record = {
             "error": f"{type(exc).__name__}: {message}",
@@ -183,8 +200,11 @@ def _execute_local(todo, runs_dir: Path, jobs: int, devices, threads, retry_fail
     if jobs == 1 or len(todo) == 1:
         device = devices[0] if devices else None
         for run in todo:
-            yield train_one(str(runs_dir / run.name), run.config.to_dict(), device=device, threads=threads,
-                            retry_failed=retry_failed)
+            outcome = train_one(str(runs_dir / run.name), run.config.to_dict(), device=device, threads=threads,
+                                retry_failed=retry_failed)
+            yield outcome
+            if outcome.action == "interrupted":  # Ctrl-C / SIGTERM stops the study, not just this run
+                return
         return
     workers = min(jobs, len(todo))
     if threads is None:
@@ -282,7 +302,7 @@ def _execute_slurm(todo, runs_dir: Path, folder: Path, params: dict[str, Any], w
             outcome = job.result()
         except Exception as exc:  # the job died outside Python (cancelled, out of memory, node failure)
             state = run_state(runs_dir / run.name)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = one_line(exc) or type(exc).__name__
             outcome = Outcome(run.name, "failed", state.status, state.step, state.total_steps, error=f"job {job.job_id}: {first}")
         outcomes.append(outcome)
         say(f"[{i}/{len(jobs)}] {_describe(outcome)}")

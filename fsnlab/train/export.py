@@ -11,6 +11,7 @@ from safetensors.torch import save_model
 
 from fsnlab import __version__
 from fsnlab.errors import CheckpointError, one_line
+from fsnlab.paths import check_writable
 from fsnlab.train.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
 
 
@@ -68,8 +69,4 @@ def check_output_file(path: Path, overwrite: bool) -> None:
             raise CheckpointError(f"{path} already exists; pass --overwrite to replace it")
         if not path.is_file():
             raise CheckpointError(f"cannot write {path}: it is not a regular file")
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise CheckpointError(f"cannot write {path}: {parent} is a file, not a directory")
-            break
+    check_writable(path, CheckpointError)

@@ -34,6 +34,7 @@ from fsnlab import __version__
 from fsnlab.data import count_eval_targets, load_corpus, sample_batch
 from fsnlab.errors import CheckpointError, ConfigError, DataError, FsnlabError, RunLockedError, TrainingError
 from fsnlab.models import build_model, config_to_dict, parameter_breakdown
+from fsnlab.paths import check_writable
 from fsnlab.train.checkpoint import (
     BEST_NAME,
     FORMAT_VERSION,
@@ -233,11 +234,7 @@ def check_new_run_dir(run_dir: Path, overwrite: bool = False) -> None:
         raise ConfigError(f"run directory {run_dir} is a broken symbolic link")
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run directory {run_dir} is an existing file, not a directory; pick another --out")
-    for parent in run_dir.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"cannot create run directory {run_dir}: {parent} is a file")
-            break
+    check_writable(run_dir, ConfigError, into=True)
     if not run_dir.is_dir():
         return
     if (run_dir / LATEST_NAME).exists() and not overwrite:
@@ -246,7 +243,7 @@ def check_new_run_dir(run_dir: Path, overwrite: bool = False) -> None:
             "or add --overwrite to replace it"
         )
     try:
-        entries = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith((LOCK_NAME, f".{LOCK_NAME}")))
+        entries = sorted(p.name for p in run_dir.iterdir() if not _ignorable(p.name))
     except OSError as exc:
         raise ConfigError(f"cannot read run directory {run_dir}: {exc.strerror or exc}") from None
     if not entries or overwrite or is_run_dir(run_dir):
@@ -256,6 +253,11 @@ def check_new_run_dir(run_dir: Path, overwrite: bool = False) -> None:
         f"{run_dir} is not empty and not an fsnlab run directory (it holds {shown}); pick a new or empty --out, "
         "or add --overwrite to write the run into it (same-named files are replaced)"
     )
+
+
+def _ignorable(name: str) -> bool:
+    """Files that do not make a folder someone else's: the lock, temporary files, a study's failure record."""
+    return name.startswith((LOCK_NAME, f".{LOCK_NAME}", ".fsnlab-write-test-")) or name == "study-failure.json"
 
 
 def _make_run_dir(run_dir: Path) -> bool:
