@@ -65,7 +65,61 @@ def create_app(target: Any) -> Any:
     app.layout = layout
     app.fsn_explorer = explorer
     app.fsn_callbacks = register(app, explorer)
+    _install_host_check(app.server)
     return app
+
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def host_allowed(header: str | None, bound: tuple[str, int] | None) -> bool:
+    """Whether a request's ``Host`` header names this server: localhost (127.0.0.1, localhost,
+    [::1]) or the address it is bound to, with its port when a port is given. A server bound to all
+    interfaces (0.0.0.0, ::) also answers to IP literals and this machine's own names. Anything
+    else, e.g. a DNS-rebinding page's own domain, is refused (403)."""
+    import ipaddress
+
+    if not header:
+        return False
+    header = header.strip().lower()
+    if header.startswith("["):
+        name, _, rest = header[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ("" if not rest else None)
+    elif header.count(":") == 1:
+        name, port_text = header.split(":")
+    elif ":" in header:
+        return False  # an unbracketed IPv6 literal is not a valid Host header
+    else:
+        name, port_text = header, ""
+    if port_text is None or (port_text and not port_text.isdigit()):
+        return False
+    name = name.rstrip(".")
+    bound_host, bound_port = bound if bound else ("127.0.0.1", 0)
+    if port_text and bound_port and int(port_text) != bound_port:
+        return False
+    allowed = {"127.0.0.1", "localhost", "::1", bound_host.lower().strip("[]")}
+    if bound_host in WILDCARD_HOSTS:
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            pass
+        allowed |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    return name in allowed
+
+
+def _install_host_check(server: Any) -> None:
+    """Serve only requests whose Host header names this server (against DNS rebinding)."""
+
+    @server.before_request
+    def _check_host() -> Any:
+        from flask import request
+
+        if not host_allowed(request.headers.get("Host"), server.config.get("FSN_BOUND")):
+            return ("fsnlab explore: refused: the Host header does not name this server "
+                    "(open it as http://127.0.0.1:PORT/ or the address given with --host)\n", 403,
+                    {"Content-Type": "text/plain; charset=utf-8"})
+        return None
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -96,6 +150,7 @@ def make_server(app: Any, host: str = "127.0.0.1", port: int = 8050) -> Any:
 
     sock = _bind(host, port)
     server = _make_server(host, port, app.server, threaded=True, fd=sock.fileno())
+    app.server.config["FSN_BOUND"] = (host, int(server.port))  # what the Host check accepts
     server.fsn_socket = sock  # keep the original open for the server's lifetime
     return server
 
