@@ -1,8 +1,8 @@
 """fsnlab explore in a real (headless) browser: train a tiny model, probe it, serve the page with
 `fsnlab explore`, and drive Debian's chromium through selenium. Checks the page loads, the animation
 plays (the frame advances), clicking a character selects that token in the linked views, and the
-browser console has no errors. Saves a screenshot (tmp_path; docs/img/explorer.png when
-FSNLAB_UPDATE_SCREENSHOT=1).
+browser console has no errors. Saves a screenshot into tmp_path (the README's picture is taken of
+the README's own chain instead: scripts/explorer_screenshot.py).
 
 Skipped as a whole without /usr/bin/chromium, /usr/bin/chromedriver or selenium (.ci/run installs
 them; locally: apt-get install chromium chromium-driver; pip install selenium)."""
@@ -10,7 +10,6 @@ them; locally: apt-get install chromium chromium-driver; pip install selenium)."
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -41,7 +40,6 @@ TEXT = "In the beginning God created the heaven and the earth. And the earth was
 WAIT = 60  # seconds: every wait below is bounded by this
 PHASES = '[id=\'{"name":"phases","type":"fsn-graph"}\']'
 VIEWPORT = (1280, 1080)  # the whole phase circle fits under the header
-SCREENSHOT = REPO / "docs" / "img" / "explorer.png"
 
 
 def _fsnlab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -167,9 +165,6 @@ def test_screenshot_and_no_console_errors(page, tmp_path):
     page.execute_script("window.scrollTo(0, 0);")
     shot = tmp_path / "explorer.png"
     assert page.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-    if os.environ.get("FSNLAB_UPDATE_SCREENSHOT") == "1":
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
     logs = page.get_log("browser")
     severe = [e for e in logs if e.get("level") == "SEVERE" and "favicon" not in e.get("message", "")]
     assert not severe, severe
