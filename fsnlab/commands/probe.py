@@ -42,7 +42,7 @@ EPILOG = """\
 examples:
   fsnlab probe runs/latest                      # the run's val split -> runs/latest/probe.zarr
   fsnlab probe runs/demo --text "In the beginning God created" --out p.zarr
-  fsnlab probe runs/demo --text-file notes.txt --stride 512 --out p.nc --attention
+  fsnlab probe runs/demo --text-file notes.txt --out p.nc --no-attention   # stride = context
   fsnlab probe runs/demo/best.pt --data embedded --split val --start 0 --length 100000 \\
                --stride 512 --out val.zarr --overwrite"""
 
