@@ -9,7 +9,7 @@ LRs feed the other studies through ``--tuned STUDY_DIR``.
 from __future__ import annotations
 
 from fsnlab.study import Manifest
-from fsnlab.study.driver import StudyContext, add_arms_argument, entry_points, split_list
+from fsnlab.study.driver import StudyContext, add_arms_argument, entry_points, float_list, split_list
 
 KIND = "baseline_tuning"
 ARMS = ("transformer", "fsn")
@@ -18,7 +18,7 @@ ARMS = ("transformer", "fsn")
 def build_manifest(ctx: StudyContext) -> Manifest:
     p = ctx.protocol
     arms = split_list(ctx.args.arms, ARMS)
-    lrs = [float(x) for x in split_list(ctx.args.lrs, [f"{lr:g}" for lr in p.lr_sweep])]
+    lrs = float_list(ctx.args.lrs, p.lr_sweep, "--lrs")
     data = ctx.text_data()
     manifest = Manifest(KIND, f"Baseline tuning: peak-LR sweep at the {p.rung} rung ({p.scale} scale)", p.scale,
                         settings={"arms": arms, "lrs": lrs, "data_text": data})

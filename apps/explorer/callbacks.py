@@ -19,7 +19,7 @@ from dash import MATCH, ClientsideFunction, Input, Output, State, callback_conte
 
 from apps.explorer.layout import gid
 from apps.explorer.panels import Explorer, as_int, json_safe, message_figure
-from fsnlab.errors import FsnlabError
+from fsnlab.errors import FsnlabError, one_line
 from fsnlab.viz.common import display_char
 
 
@@ -202,7 +202,7 @@ def internal_error(exc: BaseException) -> str:
     import traceback
 
     traceback.print_exception(exc, file=sys.stderr)
-    return f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+    return f"internal error: {type(exc).__name__}: {one_line(exc)}"
 
 
 def short_stage(name: str) -> str:

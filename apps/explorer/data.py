@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from fsnlab.errors import FsnlabError
+from fsnlab.errors import FsnlabError, one_line
 
 PROBE_SUFFIXES = (".zarr", ".nc")
 MAX_DEPTH = 4  # folder levels searched below the given folder
@@ -159,7 +159,7 @@ def open_checked(path: Path) -> Any:
     except FsnlabError:
         raise
     except Exception as exc:  # xarray/zarr/h5 raise many types for a file that is not a dataset
-        raise ExplorerError(f"{path} is not a probe dataset (written by fsnlab probe): {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise ExplorerError(f"{path} is not a probe dataset (written by fsnlab probe): {type(exc).__name__}: {one_line(exc)}") from None
     validate_probe(ds, path)
     return ds
 

@@ -392,6 +392,20 @@ def arm_lrs(ctx: StudyContext, arms: Sequence[str]) -> dict[str, float]:
     return lrs
 
 
+def float_list(text: str | None, default: Sequence[float], flag: str) -> list[float]:
+    """A comma-separated list of positive finite numbers (``--lrs``); a bad item is one line."""
+    values = []
+    for item in split_list(text, [f"{v:g}" for v in default]):
+        try:
+            value = float(item)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise StudyError(f"{flag}: expected comma-separated positive numbers, got {item!r}")
+        values.append(value)
+    return values
+
+
 def split_list(text: str | None, default: Sequence[str]) -> list[str]:
     if not text:
         return list(default)
