@@ -131,8 +131,27 @@ def test_unknown_mode_and_missing_values_are_errors():
     q, k, v, s, w = inputs()
     with pytest.raises(ValueError, match="unknown delay mode"):
         fused_delay_attention(q, k, v, s, w, "bogus")
-    with pytest.raises(ValueError, match="needs successor values"):
-        fused_delay_attention(q, k, v, None, None, "shared_zero_diag")
+    with pytest.raises(ValueError, match="needs the diagonal values"):
+        fused_delay_attention(q, k, v, s, None, "shared_self")
+
+
+@pytest.mark.parametrize("block", [256, 3])
+@pytest.mark.parametrize("mode", MODES[1:])
+def test_successors_read_from_the_shifted_values(mode, block, monkeypatch):
+    """``s=None``: the successor of key u is v_{u+1} itself, values and gradients as with s given."""
+    monkeypatch.setattr(attention, "QUERY_BLOCK", block)
+    q, k, v, _, _ = inputs(T=8, seed=5)
+    s = torch.cat([v[:, :, 1:], torch.zeros_like(v[:, :, :1])], 2)
+    w = v if mode == "shared_self" else None
+    implicit = fused_delay_attention(q, k, v, None, w, mode)
+    explicit = fused_delay_attention(q, k, v, s, w, mode)
+    ref = dense(q, k, v, s, w, mode)
+    for a, b, c in zip(implicit, explicit, ref):
+        torch.testing.assert_close(a, c, rtol=0, atol=1e-12)
+        torch.testing.assert_close(b, c, rtol=0, atol=1e-12)
+    grads = [torch.autograd.grad(sum(z.square().sum() for z in out), (q, k, v)) for out in (implicit, ref)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
 
 
 LAYER_THROUGH_TRITON = r"""

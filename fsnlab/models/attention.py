@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 # Queries are processed in blocks of this many rows: the score block is QUERY_BLOCK x t1 at a time
 # (peak memory linear in T), and block [t0, t1) skips the keys >= t1.
-QUERY_BLOCK = 256
+QUERY_BLOCK = 128
 
 DELAY_MASKS = ("shared_zero_diag", "shared_self", "separate_strict")
 _MODES = ("none", *DELAY_MASKS)
@@ -82,18 +82,24 @@ def _strict_softmax_lse(S: torch.Tensor, t0: int) -> torch.Tensor:
 
 
 class _BlockedDelayAttention(torch.autograd.Function):
-    """``(z0, z1)`` of :func:`fused_delay_attention`, with a recomputing backward pass (see module doc)."""
+    """``(z0, z1)`` of :func:`fused_delay_attention`, with a recomputing backward pass (see module doc).
+
+    ``s=None`` in a delay mode means ``s_u = v_{u+1}``: the successors' values are read from ``v``
+    shifted by one position (a view, no copy). In every mode the last key of a block, ``t1 - 1``, has
+    no successor any query of the block may see, so the successor products use keys ``< t1 - 1``.
+    """
 
     @staticmethod
     def forward(ctx, q, k, v, s, w, mode: str, block: int):
         T = q.shape[2]
         cdt = _compute_dtype(q)
+        sdt = _softmax_dtype(q)
         # contiguous (B, H, T, .) operands once, so that every block's product is one strided bmm
         qc, kc, vc = (x.to(cdt).contiguous() for x in (q, k, v))
-        sc = s.to(cdt).contiguous() if s is not None else None
-        sdt = _softmax_dtype(q)
+        has_z1 = mode != "none"
+        succ = (vc[:, :, 1:] if s is None else s.to(cdt).contiguous()) if has_z1 else None
         z0 = torch.empty(v.shape, dtype=sdt, device=v.device)
-        z1 = torch.empty(s.shape, dtype=sdt, device=s.device) if s is not None else None
+        z1 = torch.empty(v.shape, dtype=sdt, device=v.device) if has_z1 else None
         lse0 = torch.empty(q.shape[:3], dtype=sdt, device=q.device)
         lse1 = torch.empty_like(lse0) if mode == "separate_strict" else None
         for t0 in range(0, T, block):
@@ -103,7 +109,7 @@ class _BlockedDelayAttention(torch.autograd.Function):
             lse0[:, :, t0:t1] = lse
             P = torch.exp(S - lse[..., None])
             z0[:, :, t0:t1] = (P.to(cdt) @ vc[:, :, :t1]).to(sdt)
-            if mode == "none":
+            if not has_z1:
                 continue
             if mode == "separate_strict":
                 l1, S1 = _strict_softmax_lse(S, t0)
@@ -112,36 +118,37 @@ class _BlockedDelayAttention(torch.autograd.Function):
             else:
                 diag = _diagonal(P, t0).clone()
                 _diagonal(P, t0).zero_()  # the successor weights: masked before they multiply
-            z1_blk = (P.to(cdt) @ sc[:, :, :t1]).to(sdt)
+            z1_blk = (P[..., : t1 - 1].to(cdt) @ succ[:, :, : t1 - 1]).to(sdt)
             if mode == "shared_self":
                 z1_blk = z1_blk + diag[..., None] * w[:, :, t0:t1].to(sdt)
             z1[:, :, t0:t1] = z1_blk
-        ctx.mode, ctx.block = mode, block
+        ctx.mode, ctx.block, ctx.shifted = mode, block, s is None
         ctx.save_for_backward(q, k, v, s, w, z0, z1, lse0, lse1)
-        out_dtype = v.dtype
-        return z0.to(out_dtype), (z1.to(out_dtype) if z1 is not None else None)
+        return z0.to(v.dtype), (z1.to(v.dtype) if z1 is not None else None)
 
     @staticmethod
     def backward(ctx, dz0, dz1):
         q, k, v, s, w, z0, z1, lse0, lse1 = ctx.saved_tensors
-        mode, block = ctx.mode, ctx.block
+        mode, block, shifted = ctx.mode, ctx.block, ctx.shifted
         T = q.shape[2]
         cdt = _compute_dtype(q)
         sdt = z0.dtype
-        qc, kc, vc = (x.to(cdt).contiguous() for x in (q, k, v))
-        sc = s.to(cdt).contiguous() if s is not None else None
-        if dz0 is None:
-            dz0 = torch.zeros_like(z0)
         has_z1 = mode != "none"
-        if has_z1 and dz1 is None:
-            dz1 = torch.zeros_like(z1)
-        dz0 = dz0.to(sdt).contiguous()
-        dz1 = dz1.to(sdt).contiguous() if has_z1 else None
+        qc, kc, vc = (x.to(cdt).contiguous() for x in (q, k, v))
+        succ = (vc[:, :, 1:] if shifted else s.to(cdt).contiguous()) if has_z1 else None
+        dz0 = torch.zeros_like(z0) if dz0 is None else dz0.to(sdt).contiguous()
+        if has_z1:
+            dz1 = torch.zeros_like(z1) if dz1 is None else dz1.to(sdt).contiguous()
+        if mode == "separate_strict":
+            delta0, delta1 = (dz0 * z0).sum(-1), (dz1 * z1).sum(-1)
+        else:  # one softmax feeds both sums: one Delta
+            delta0 = (dz0 * z0).sum(-1) + ((dz1 * z1).sum(-1) if has_z1 else 0)
         dq = torch.empty(q.shape, dtype=sdt, device=q.device)
-        # the key-side gradients are accumulated over query blocks, last block first: it covers every
-        # key, so its products initialise them (no zero fill), and earlier blocks add into a prefix
-        dk = dv = ds = None
-        dw = torch.empty(w.shape, dtype=sdt, device=w.device) if mode == "shared_self" else None
+        # Key-side gradients are accumulated over query blocks, last block first: it covers every key,
+        # so its products initialise dk and dv (no zero fill), and earlier blocks add into a prefix.
+        dk = dv = None
+        ds = torch.zeros(v.shape, dtype=sdt, device=v.device) if has_z1 and not shifted else None
+        dw = torch.empty(v.shape, dtype=sdt, device=v.device) if mode == "shared_self" else None
 
         def accumulate(total, part, t1):
             if total is None:
@@ -149,44 +156,44 @@ class _BlockedDelayAttention(torch.autograd.Function):
             total[:, :, :t1] += part
             return total
 
-        if mode == "separate_strict":
-            delta0 = (dz0 * z0).sum(-1)
-            delta1 = (dz1 * z1).sum(-1)
-        else:
-            delta0 = (dz0 * z0).sum(-1) + ((dz1 * z1).sum(-1) if has_z1 else 0)
         for t0 in reversed(range(0, T, block)):
             t1 = min(T, t0 + block)
+            n = t1 - 1  # keys with a successor visible to this block
             q_blk = qc[:, :, t0:t1]
             S = _scores(q_blk, kc[:, :, :t1], t0)
             P = torch.exp(S - lse0[:, :, t0:t1, None])
             g0 = dz0[:, :, t0:t1].to(cdt)
             dv = accumulate(dv, (P.transpose(-1, -2).to(cdt) @ g0).to(sdt), t1)
             dP = (g0 @ vc[:, :, :t1].transpose(-1, -2)).to(sdt)
+            if has_z1:
+                g1 = dz1[:, :, t0:t1].to(cdt)
+                G = (g1 @ succ[:, :, :n].transpose(-1, -2)).to(sdt)  # dZ1_t . s_u, (bq, t1 - 1)
             if mode == "separate_strict":
                 dS = P * (dP - delta0[:, :, t0:t1, None])
                 _, S1 = _strict_softmax_lse(S, t0)
-                P1 = torch.exp(S1 - lse1[:, :, t0:t1, None])
-                g1 = dz1[:, :, t0:t1].to(cdt)
-                ds = accumulate(ds, (P1.transpose(-1, -2).to(cdt) @ g1).to(sdt), t1)
-                dP1 = (g1 @ sc[:, :, :t1].transpose(-1, -2)).to(sdt)
-                dS = dS + P1 * (dP1 - delta1[:, :, t0:t1, None])
+                P = torch.exp(S1 - lse1[:, :, t0:t1, None])[..., :n]  # zero on and above the diagonal
+                dS[..., :n] += P * (G - delta1[:, :, t0:t1, None])
             elif has_z1:
-                g1 = dz1[:, :, t0:t1].to(cdt)
-                G = (g1 @ sc[:, :, :t1].transpose(-1, -2)).to(sdt)
-                if mode == "shared_self":  # the diagonal's successor value is w_t
-                    _diagonal(G, t0).copy_((dz1[:, :, t0:t1] * w[:, :, t0:t1].to(sdt)).sum(-1))
+                _diagonal(G, t0).zero_()  # u = t has no visible successor
+                dP[..., :n] += G
+                if mode == "shared_self":  # ... but its own value w_t stands in for it
+                    _diagonal(dP, t0).add_((dz1[:, :, t0:t1] * w[:, :, t0:t1].to(sdt)).sum(-1))
                     dw[:, :, t0:t1] = _diagonal(P, t0)[..., None] * dz1[:, :, t0:t1]
-                else:
-                    _diagonal(G, t0).zero_()
-                dS = P * (dP + G - delta0[:, :, t0:t1, None])
+                dS = P * (dP - delta0[:, :, t0:t1, None])
                 _diagonal(P, t0).zero_()  # successor weights, masked before they multiply
-                ds = accumulate(ds, (P.transpose(-1, -2).to(cdt) @ g1).to(sdt), t1)
+                P = P[..., :n]
             else:
                 dS = P * (dP - delta0[:, :, t0:t1, None])
+            if has_z1 and n > 0:
+                part = (P.transpose(-1, -2).to(cdt) @ g1).to(sdt)  # (t1 - 1, W)
+                if shifted:
+                    dv[:, :, 1:t1] += part  # s_u = v_{u+1}
+                else:
+                    ds[:, :, :n] += part
             dSc = dS.to(cdt)
             dq[:, :, t0:t1] = (dSc @ kc[:, :, :t1]).to(sdt)
             dk = accumulate(dk, (dSc.transpose(-1, -2) @ q_blk).to(sdt), t1)
-        cast = lambda g, x: g.to(x.dtype) if g is not None else None  # noqa: E731
+        cast = lambda g, x: g.to(x.dtype) if g is not None and x is not None else None  # noqa: E731
         return cast(dq, q), cast(dk, k), cast(dv, v), cast(ds, s), cast(dw, w), None, None
 
 
@@ -241,6 +248,8 @@ def fused_delay_attention(
 
     Shapes ``q, k (B, H, T, E)`` (the temperature is folded into ``q``: unit scale), ``v, s, w
     (B, H, T, W)``; ``s[..., u, :]`` is the value of ``u``'s successor (``s[..., T-1, :]`` is never read).
+    ``s=None`` in a delay mode means the successors' own values, ``s_u = v_{u+1}`` (read from ``v``
+    shifted, without a copy on the torch path).
     With ``P0 = softmax_{u <= t}(q_t . k_u)`` and the strict mask ``M1 = [u < t]``:
 
     * ``none``: ``Z0 = P0 v``, ``Z1 = None``;
@@ -250,13 +259,15 @@ def fused_delay_attention(
     """
     if mode not in _MODES:
         raise ValueError(f"unknown delay mode {mode!r}; choose one of {', '.join(_MODES)}")
-    if mode != "none" and s is None:
-        raise ValueError(f"delay mode {mode!r} needs successor values s")
     if mode == "shared_self" and w is None:
         raise ValueError("delay mode 'shared_self' needs the diagonal values w")
+    s = s if mode != "none" else None
+    w = w if mode == "shared_self" else None
     if q.dtype != torch.float64 and attention_backend(q.device) == "triton":
-        return _triton_delay_attention(q, k, v, s if mode != "none" else None, w if mode == "shared_self" else None, mode)
-    return _torch_delay_attention(q, k, v, s if mode != "none" else None, w if mode == "shared_self" else None, mode)
+        if mode != "none" and s is None:
+            s = torch.cat([v[:, :, 1:], torch.zeros_like(v[:, :, :1])], 2)
+        return _triton_delay_attention(q, k, v, s, w, mode)
+    return _torch_delay_attention(q, k, v, s, w, mode)
 
 
 def attend(
@@ -295,7 +306,7 @@ def delay_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    s: torch.Tensor,
+    s: torch.Tensor | None,
     diag: torch.Tensor | None,
     delay_mask: str,
     separate: bool = False,
@@ -303,8 +314,8 @@ def delay_attention(
     """Attend to tokens (values ``v``) and to their successors (values ``s``), strictly causally.
 
     Shapes: ``q, k (B, H, T, E)``; ``v, s (B, H, T, W)`` where ``s[..., u, :]`` is the value of
-    ``u``'s successor (``s[..., T-1, :]`` is never read). ``diag`` is the successor value used at
-    ``u = t`` for ``delay_mask="shared_self"`` (the token itself), None otherwise.
+    ``u``'s successor (``s[..., T-1, :]`` is never read; ``None``: ``s_u = v_{u+1}``). ``diag`` is the
+    successor value used at ``u = t`` for ``delay_mask="shared_self"`` (the token itself), None otherwise.
 
     ``delay_mask`` (spec §3.4, OQ-8):
 

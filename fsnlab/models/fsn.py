@@ -67,8 +67,8 @@ def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
 
 
 def merge_heads(x: torch.Tensor, d_phase: int) -> torch.Tensor:
-    """Inverse of :func:`split_heads` for a ``(B, H, T, (D/H) * W)`` tensor -> ``(B, T, D, W)``."""
-    B, H, T, _ = x.shape
+    """Inverse of :func:`split_heads`: ``(B, H, T, D/H, *rest)`` or ``(B, H, T, (D/H) * W)`` -> ``(B, T, D, W)``."""
+    B, H, T = x.shape[:3]
     return x.transpose(1, 2).reshape(B, T, d_phase, -1)
 
 
@@ -284,21 +284,25 @@ class FSNAttention(nn.Module):
         # contiguous as built. The values are the raw harmonics e^{i n theta_u}; the kernel's
         # coefficients are applied to the order parameters afterwards (linearity, §3.4):
         # F = sum_n Im(e^{-i n theta_t} [c_n Z0_n + d_n Z1_n]).
-        receiver = harmonic_features(head_major(theta, H), N)  # cos, sin (n theta_t): (B, H, T, D_h, N)
-        sent = receiver if self.value_proj is None else harmonic_features(head_major(self.sender_phases(theta), H), N)
-        e = torch.stack(sent, -1).flatten(3)  # (B, H, T, D_h N 2)
+        receiver = torch.stack(harmonic_features(head_major(theta, H), N), -1)  # e^{i n theta_t}: (B, H, T, D_h, N, 2)
+        sent = receiver if self.value_proj is None else torch.stack(
+            harmonic_features(head_major(self.sender_phases(theta), H), N), -1)
+        e = sent.flatten(3)  # (B, H, T, D_h N 2)
         c, d = self.head_coefficients()
         if d is None:
             z0, z1 = causal_attention(q, k, e), None
         else:
-            z0, z1 = delay_attention(q, k, e, shift_to_successor(e, dim=2), e, cfg.delay_mask, separate=True)
-        z0 = z0.unflatten(-1, (-1, N, 2))
-        pull = complex_mul(c, (z0[..., 0], z0[..., 1]))
+            # successors' values: e shifted by one position (s_u = e_{u+1}); the diagonal's own: e_t
+            z0, z1 = delay_attention(q, k, e, None, e, cfg.delay_mask, separate=True)
+        # complex views (no copies) of the order parameters, (B, H, T, D_h, N)
+        z0 = torch.view_as_complex(z0.unflatten(-1, (-1, N, 2)))
+        pull = c * z0
         if z1 is not None:
-            z1 = z1.unflatten(-1, (-1, N, 2))
-            pull_d = complex_mul(d, (z1[..., 0], z1[..., 1]))
-            pull = (pull[0] + pull_d[0], pull[1] + pull_d[1])
-        force = merge_heads(tangent_projection(*receiver, pull), cfg.d_phase).squeeze(-1)  # (B, T, D)
+            z1 = torch.view_as_complex(z1.unflatten(-1, (-1, N, 2)))
+            pull = pull + d * z1
+        # the tangent projection sum_n Im(e^{-i n theta_t} pull_n) (§3.5), back to (B, T, D)
+        tangent = receiver[..., 0] * pull.imag - receiver[..., 1] * pull.real  # Im(e^{-i n theta_t} pull_n)
+        force = merge_heads(tangent.sum(-1), cfg.d_phase).squeeze(-1)
         force = self.hook_force(force)
 
         if self.hook_Z0.active or self.hook_Z1.active or self.hook_attn.active:
@@ -309,23 +313,21 @@ class FSNAttention(nn.Module):
             step = step + self.natural_frequency  # Kuramoto natural frequency, OQ-12
         return self.hook_theta_out(theta + step)
 
-    def head_coefficients(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
-        """The kernel's ``c, d`` as (re, im) pairs shaped ``(H, 1, D_h, N)``, to broadcast in head layout."""
+    def head_coefficients(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The kernel's ``c, d`` as complex tensors shaped ``(H, 1, D_h, N)``, to broadcast in head layout."""
         H, Dh = self.config.n_head, self.config.head_dim
         c, d = self.coordinate_coefficients()
-        shape = lambda pair: tuple(x.reshape(H, 1, Dh, -1) for x in pair)  # noqa: E731
+        shape = lambda pair: torch.complex(*pair).reshape(H, 1, Dh, -1)  # noqa: E731
         return shape(c), (shape(d) if d is not None else None)
 
     def _emit_order_parameters(self, q, k, z0: torch.Tensor, z1: torch.Tensor | None) -> None:
         """Probe path: the raw order parameters Z0, Z1 (kernel not applied), ``(B, T, D, N)`` complex, and
         the dense weights A. They are the very order parameters the force was made from."""
         D = self.config.d_phase
-        as_tokens = lambda z: merge_heads(z.flatten(3), D).unflatten(-1, (-1, 2))  # noqa: E731
+        as_tokens = lambda z: merge_heads(z, D)  # noqa: E731  (B, H, T, D_h, N) -> (B, T, D, N)
         if z1 is not None:
-            z1 = as_tokens(z1)
-            self.hook_Z1(as_complex(z1[..., 0], z1[..., 1]))
-        z0 = as_tokens(z0)
-        self.hook_Z0(as_complex(z0[..., 0], z0[..., 1]))
+            self.hook_Z1(as_tokens(z1))
+        self.hook_Z0(as_tokens(z0))
         if self.hook_attn.active:
             self.hook_attn(attention_weights(q, k))
 
