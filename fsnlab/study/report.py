@@ -918,6 +918,12 @@ def _kernel_reading(page: Page, ds: xr.Dataset) -> None:
     page.figure(curves_figure(ds, "arm", "validation loss per evaluation", ARM_ORDER))
 
 
+def _regime_ladder(page: Page, ds: xr.Dataset) -> None:
+    from fsnlab.study.regime import report_section  # it imports this module
+
+    report_section(page, ds)
+
+
 SECTIONS: dict[str, Callable[[Page, xr.Dataset], None]] = {
     "matched_budget": _matched_budget,
     "baseline_tuning": _baseline_tuning,
@@ -925,6 +931,7 @@ SECTIONS: dict[str, Callable[[Page, xr.Dataset], None]] = {
     "ablation_ladder": _ablation_ladder,
     "scale_ladder": _scale_ladder,
     "kernel_reading": _kernel_reading,
+    "regime_ladder": _regime_ladder,
 }
 
 

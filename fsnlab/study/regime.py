@@ -1,0 +1,643 @@
+"""The regime ladder (issue 16): FSN, base layer, FSN-MF and transformer at the tiny rung trained
+1, 5, 15 and 50 epochs of one corpus, each budget with its own fitted schedule, so that the gap
+to the transformer can be read against tokens per parameter up to the paper's regime (about
+4,250 tokens per parameter at 50 epochs of the embedded corpus; the paper's 1M runs on enwik8
+see 2,700 to 4,500).
+
+This module holds what ``studies/regime_ladder.py`` and the report share:
+
+* :func:`choose_lr`: the LR of the longest budget, taken from the LR check at the check budget
+  (one seed per LR) once every run of that check has finished;
+* :func:`regime_analysis`: tokens per parameter at every evaluation, and the copy-depth losses
+  (:func:`fsnlab.study.analyses.copy_depth_analysis`) of the ladder runs at the copy budgets;
+* :func:`gap_rows` / :func:`sign_changes`: each arm minus the transformer per budget, paired by
+  seed, and where the sign of the mean difference changes;
+* :func:`report_section`: the ``regime_ladder`` section of ``report.html``.
+
+Every function works on partial results: a cell whose runs are not finished (or not yet in the
+manifest, as the longest budget is while its LR check runs) shows as pending.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import xarray as xr
+
+from fsnlab.study.manifest import Manifest, run_state
+from fsnlab.study.stats import describe, paired
+
+KIND = "regime_ladder"
+REFERENCE = "transformer"
+COMPARED = ("fsn", "ka", "fsn-mf")  # each minus the transformer
+LADDER = "ladder"  # role of the runs that make the ladder's cells
+LR_CHECK = "lr_check"  # role of the extra runs of the LR check (the check's default-LR run is a ladder run)
+
+
+# -- the LR of the longest budget ---------------------------------------------------------------------
+
+
+def final_bpc(run_dir: str | Path) -> float | None:
+    """The last validation bpc of a finished run directory (None otherwise)."""
+    from fsnlab.train import read_metrics
+
+    run_dir = Path(run_dir)
+    if run_state(run_dir).status != "done" or not (run_dir / "metrics.jsonl").is_file():
+        return None
+    evals = [r for r in read_metrics(run_dir) if r.get("event") == "eval"]
+    return float(evals[-1]["val_bpc"]) if evals else None
+
+
+def choose_lr(runs_dir: str | Path, candidates: dict[float, str], default: float) -> dict[str, Any]:
+    """The LR for the long runs of one arm from its LR check (``candidates``: LR → run name).
+
+    Returns ``{"status", "lr", "check", "finished", "of"}``: ``status`` is ``chosen`` (every check
+    run is done or failed, and ``lr`` is the one with the lowest final val bpc), ``waiting`` (some
+    are not finished; ``lr`` is None) or ``fallback`` (all failed: the arm's default LR).
+    ``check`` maps each LR (as text) to its final bpc, ``"failed"`` or None (not finished)."""
+    runs_dir = Path(runs_dir)
+    check: dict[str, Any] = {}
+    finished = 0
+    for lr, name in sorted(candidates.items()):
+        state = run_state(runs_dir / name)
+        if state.status == "done":
+            check[f"{lr:g}"] = final_bpc(runs_dir / name)
+            finished += 1
+        elif state.status == "failed":
+            check[f"{lr:g}"] = "failed"
+            finished += 1
+        else:
+            check[f"{lr:g}"] = None
+    out: dict[str, Any] = {"check": check, "finished": finished, "of": len(candidates), "lr": None}
+    if finished < len(candidates):
+        out["status"] = "waiting"
+        return out
+    scored = {lr: check[f"{lr:g}"] for lr in candidates if isinstance(check[f"{lr:g}"], float)}
+    scored = {lr: v for lr, v in scored.items() if math.isfinite(v)}
+    if not scored:
+        out.update(status="fallback", lr=default)
+        return out
+    out.update(status="chosen", lr=min(scored, key=lambda lr: (scored[lr], abs(math.log(lr / default)))))
+    return out
+
+
+def lr_message(long_lr: dict[str, dict[str, Any]], budget: float, check_budget: float) -> str:
+    """One line: the LR each arm's long runs use, or that they wait for the LR check."""
+    parts = []
+    for arm, info in long_lr.items():
+        check = ", ".join(f"lr {lr}: {v:.4f}" if isinstance(v, float) else f"lr {lr}: {v or 'pending'}"
+                          for lr, v in info.get("check", {}).items())
+        if info["status"] == "waiting":
+            parts.append(f"{arm} waits for its LR check at {check_budget:g} epochs "
+                         f"({info['finished']}/{info['of']} runs finished: {check})")
+        elif info["status"] == "given":
+            parts.append(f"{arm} lr {info['lr']:g} (given with --long-lr)")
+        elif info["status"] == "fallback":
+            parts.append(f"{arm} lr {info['lr']:g} (every LR-check run failed: the arm's default)")
+        else:
+            parts.append(f"{arm} lr {info['lr']:g} (best of the LR check at {check_budget:g} epochs, seed 0: {check})")
+    return f"regime ladder: {budget:g}-epoch runs: " + "; ".join(parts)
+
+
+# -- analysis -------------------------------------------------------------------------------------------
+
+
+def regime_analysis(
+    ds: xr.Dataset,
+    manifest: Manifest,
+    runs_dir: str | Path,
+    study_dir: str | Path,
+    *,
+    copy_budgets: Sequence[float],
+    eval_bytes: int | None,
+    batch_size: int = 32,
+    device: str = "auto",
+    log: Any = print,
+) -> xr.Dataset:
+    """Add ``tokens_per_parameter`` (run, eval) and the copy-depth variables of the ladder runs at
+    ``copy_budgets`` (other runs: NaN sums, zero counts)."""
+    from fsnlab.study.analyses import copy_depth_analysis
+
+    params = ds["parameters"].values.astype(np.float64)
+    params = np.where(params > 0, params, np.nan)
+    ds["tokens_per_parameter"] = (("run", "eval"), ds["eval_tokens"].values / params[:, None])
+    ds["tokens_per_parameter"].attrs.update(long_name="training tokens seen at the evaluation / parameters", units="1")
+    budget = ds["budget"].values.astype(np.float64)
+    role = ds["role"].values
+    idx = np.flatnonzero((role == LADDER) & np.isin(budget, np.asarray(list(copy_budgets), dtype=np.float64)))
+    if idx.size == 0:
+        return ds
+    sub_manifest = Manifest(manifest.study, manifest.title, manifest.scale, [manifest.runs[i] for i in idx],
+                            dict(manifest.settings))
+    sub = copy_depth_analysis(ds.isel(run=idx), sub_manifest, runs_dir, study_dir, eval_bytes=eval_bytes,
+                              batch_size=batch_size, device=device, log=log)
+    ds = ds.assign_coords(depth=sub["depth"].values, distance_bin=sub["distance_bin"].values)
+    for name, fill in (("copy_loss_sum", np.nan), ("copy_count", 0), ("token_mean_bits", np.nan)):
+        var = sub[name].reindex(run=ds["run"].values, fill_value=fill)
+        ds[name] = (var.dims, var.values.astype(sub[name].dtype))
+        ds[name].attrs.update(sub[name].attrs)
+    ds.attrs.update({k: v for k, v in sub.attrs.items() if k.startswith("copy_")})
+    ds.attrs["copy_budgets"] = json.dumps([float(b) for b in copy_budgets])
+    return ds
+
+
+# -- the gap against tokens per parameter ---------------------------------------------------------------
+
+
+def _settings(ds: xr.Dataset) -> dict[str, Any]:
+    try:
+        return json.loads(ds.attrs.get("settings", "{}"))
+    except ValueError:
+        return {}
+
+
+def _mask(ds: xr.Dataset, **tags: Any) -> np.ndarray:
+    mask = np.ones(ds.sizes["run"], dtype=bool)
+    for key, value in tags.items():
+        values = ds[key].values
+        mask &= np.isclose(values.astype(np.float64), float(value)) if key == "budget" else values == value
+    return mask
+
+
+def _cell(ds: xr.Dataset, budget: float, arm: str) -> xr.Dataset:
+    return ds.isel(run=np.flatnonzero(_mask(ds, budget=budget, arm=arm, role=LADDER)))
+
+
+def _final_by_seed(sub: xr.Dataset) -> dict[int, float]:
+    return {int(s): float(v) for s, v in zip(sub["seed"].values, sub["final_val_bpc"].values)}
+
+
+def plan_cells(ds: xr.Dataset) -> list[dict[str, Any]]:
+    """The study's cells (budget × arm) as planned in its settings, with what the dataset holds:
+    ``runs`` (in the manifest), ``done`` and ``status`` (done, pending, waiting for the LR check)."""
+    cells = []
+    for cell in _settings(ds).get("plan", []):
+        sub = _cell(ds, cell["budget"], cell["arm"])
+        done = int((sub["status"].values == "done").sum())
+        failed = int((sub["status"].values == "failed").sum())
+        if cell.get("status") == "waiting":
+            status = "waiting for the LR check"
+        elif done == cell["seeds"]:
+            status = "done"
+        else:
+            status = f"pending ({done}/{cell['seeds']} done" + (f", {failed} failed" if failed else "") + ")"
+        cells.append({**cell, "runs": int(sub.sizes["run"]), "done": done, "failed": failed, "state": status})
+    return cells
+
+
+def _tokens_per_parameter(ds: xr.Dataset, budget: float, arm: str) -> tuple[float, bool]:
+    """(tokens per parameter, measured?) of a cell: measured on its finished runs, else planned."""
+    sub = _cell(ds, budget, arm)
+    done = sub["status"].values == "done"
+    if done.any() and "tokens_per_parameter" in sub:
+        tpp = sub["tokens_per_parameter"].values[done]
+        last = [row[np.isfinite(row)][-1] for row in tpp if np.isfinite(row).any()]
+        if last:
+            return float(np.mean(last)), True
+    for cell in _settings(ds).get("plan", []):
+        if math.isclose(cell["budget"], budget) and cell["arm"] == arm and cell.get("tokens_per_parameter"):
+            return float(cell["tokens_per_parameter"]), False
+    return math.nan, False
+
+
+def gap_rows(ds: xr.Dataset, arm: str, reference: str = REFERENCE) -> list[dict[str, Any]]:
+    """Per budget (ascending) where both cells are planned: the paired-by-seed difference
+    ``arm − reference`` of the final val bpc (:func:`fsnlab.study.stats.paired`), the tokens per
+    parameter of the ``arm`` cell, and the cells' states."""
+    cells = {(c["budget"], c["arm"]): c for c in plan_cells(ds)}
+    budgets = sorted({b for b, a in cells if a == arm} & {b for b, a in cells if a == reference})
+    rows = []
+    for budget in budgets:
+        a, r = _final_by_seed(_cell(ds, budget, arm)), _final_by_seed(_cell(ds, budget, reference))
+        seeds = sorted(set(a) & set(r))
+        stats = paired([a[s] for s in seeds], [r[s] for s in seeds])
+        tpp, measured = _tokens_per_parameter(ds, budget, arm)
+        rows.append({
+            "budget": budget, "tokens_per_parameter": tpp, "measured": measured, "stats": stats,
+            "per_seed": {s: a[s] - r[s] for s in seeds if math.isfinite(a[s] - r[s])},
+            "state": cells[(budget, arm)]["state"], "reference_state": cells[(budget, reference)]["state"],
+            "lr": cells[(budget, arm)].get("lr"), "reference_lr": cells[(budget, reference)].get("lr"),
+        })
+    return rows
+
+
+def _crossing(x1: float, d1: float, x2: float, d2: float) -> float:
+    """Where the line through (log x1, d1), (log x2, d2) crosses 0, back in x."""
+    if not (x1 > 0 and x2 > 0) or d1 == d2:
+        return math.nan
+    lx = math.log(x1) + (0.0 - d1) * (math.log(x2) - math.log(x1)) / (d2 - d1)
+    return math.exp(lx)
+
+
+def sign_changes(points: Sequence[tuple[float, float]]) -> list[dict[str, float]]:
+    """Consecutive points (x, mean Δ) whose means have opposite signs, with the log-linear
+    crossing: ``[{"x1", "d1", "x2", "d2", "x"}]``. NaN points are skipped."""
+    pts = [(x, d) for x, d in points if math.isfinite(x) and math.isfinite(d)]
+    out = []
+    for (x1, d1), (x2, d2) in zip(pts, pts[1:]):
+        if d1 != 0 and d2 != 0 and (d1 < 0) != (d2 < 0):
+            out.append({"x1": x1, "d1": d1, "x2": x2, "d2": d2, "x": _crossing(x1, d1, x2, d2)})
+    return out
+
+
+def curve_gap(ds: xr.Dataset, budget: float, arm: str, reference: str = REFERENCE) -> list[dict[str, Any]]:
+    """The paired difference at every evaluation along the runs of one budget (one schedule):
+    ``[{"epoch", "tokens_per_parameter", "stats"}]``. Unfinished runs count up to their last
+    evaluation (the two arms of a seed share their evaluation steps)."""
+    a, r = _cell(ds, budget, arm), _cell(ds, budget, reference)
+    if not a.sizes["run"] or not r.sizes["run"]:
+        return []
+    ra = {int(s): i for i, s in enumerate(a["seed"].values)}
+    rr = {int(s): i for i, s in enumerate(r["seed"].values)}
+    seeds = sorted(set(ra) & set(rr))
+    out = []
+    for e in range(ds.sizes["eval"]):
+        va = [float(a["val_bpc"].values[ra[s], e]) for s in seeds]
+        vr = [float(r["val_bpc"].values[rr[s], e]) for s in seeds]
+        stats = paired(va, vr)
+        if not stats["n"]:
+            continue
+        ep = np.nanmean([a["eval_epoch"].values[ra[s], e] for s in seeds]) if seeds else math.nan
+        tpp = np.nanmean([a["tokens_per_parameter"].values[ra[s], e] for s in seeds]) if "tokens_per_parameter" in a else math.nan
+        out.append({"epoch": float(ep), "tokens_per_parameter": float(tpp), "stats": stats})
+    return out
+
+
+# -- the report section ---------------------------------------------------------------------------------
+
+
+def _num(x: float) -> str:
+    """Tokens per parameter or epochs: whole numbers from 100 on, three significant digits below."""
+    if not math.isfinite(x):
+        return "–"
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def _fmt_tpp(x: float, measured: bool = True) -> str:
+    if not math.isfinite(x):
+        return "–"
+    return _num(x) + ("" if measured else " (planned)")
+
+
+def _budget_label(b: float) -> str:
+    return f"{b:g} epoch" + ("" if b == 1 else "s")
+
+
+def _sign_sentence(name: str, rows: list[dict[str, Any]]) -> str:
+    """Plain words: where the arm is ahead or behind, whether the sign changes, the trend."""
+    done = [r for r in rows if math.isfinite(r["stats"]["mean_diff"])]
+    if not done:
+        return f"{name}: no budget has paired results yet."
+    words = []
+    for r in done:
+        s = r["stats"]
+        sig = math.isfinite(s["ci_low"]) and (s["ci_low"] > 0 or s["ci_high"] < 0)
+        side = "behind" if s["mean_diff"] > 0 else "ahead"
+        words.append(f"{side} at {_budget_label(r['budget'])} (Δ {s['mean_diff']:+.3f}"
+                     + (f", 95% CI [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]" if math.isfinite(s["ci_low"]) else "")
+                     + ("" if sig or not math.isfinite(s["ci_low"]) else ", CI contains 0") + f", n={s['n']})")
+    text = f"{name} is " + "; ".join(words) + "."
+    changes = sign_changes([(r["tokens_per_parameter"], r["stats"]["mean_diff"]) for r in done])
+    at = {r["tokens_per_parameter"]: _budget_label(r["budget"]) for r in done}
+    if changes:
+        text += " The sign of the mean gap changes " + "; ".join(
+            f"between {at.get(c['x1'], '?')} ({_num(c['x1'])} tokens per parameter, Δ {c['d1']:+.3f}) and "
+            f"{at.get(c['x2'], '?')} ({_num(c['x2'])}, Δ {c['d2']:+.3f}), crossing zero at about {_num(c['x'])} "
+            "tokens per parameter by log-linear interpolation" for c in changes) + "."
+    elif len(done) > 1:
+        text += " The sign does not change over the budgets finished."
+    if len(done) > 1:
+        d1, d2 = done[-2]["stats"]["mean_diff"], done[-1]["stats"]["mean_diff"]
+        trend = "narrows" if abs(d2) < abs(d1) else "widens"
+        if (d1 < 0) != (d2 < 0):
+            trend = "changes sign"
+        text += (f" From {_budget_label(done[-2]['budget'])} to {_budget_label(done[-1]['budget'])} the gap {trend} "
+                 f"({d1:+.3f} → {d2:+.3f}).")
+    pending = [r for r in rows if not math.isfinite(r["stats"]["mean_diff"])]
+    if pending:
+        text += " Pending: " + ", ".join(_budget_label(r["budget"]) for r in pending) + "."
+    return text
+
+
+def report_section(page: Any, ds: xr.Dataset) -> None:
+    """The ``regime_ladder`` section of the report (``fsnlab.study.report.SECTIONS``)."""
+    from fsnlab.study import report as R
+
+    st = _settings(ds)
+    budgets = [float(b) for b in st.get("budgets", [])]
+    check_budget = float(st.get("check_budget", 15))
+    long_budgets = [b for b in budgets if b > check_budget]
+    R.header(page, ds, "The regime ladder (issue 16): FSN, the unfrustrated base layer (KA), FSN-MF and the matched "
+             "transformer at one rung, trained for several budgets of the same corpus, each with its own fitted "
+             "schedule (2% warmup, cosine to 10% over the run's own length), evaluated on the validation split at "
+             "every epoch. It asks whether the gap to the transformer changes sign as tokens per parameter reach "
+             "the paper's regime (its 1M runs see about 2,700–4,500 tokens per parameter).")
+    scale = ds.attrs.get("scale")
+    why = "not comparable (smoke scale)" if scale == "smoke" else (
+        "not comparable (tiny rung on the embedded corpus: the regime matches the paper's in epochs and tokens "
+        "per parameter, not in size or corpus)")
+    rows_by_arm = {arm: gap_rows(ds, arm) for arm in COMPARED}
+    top = max(budgets) if budgets else math.nan
+    last = {arm: next((r for r in rows_by_arm[arm] if math.isclose(r["budget"], top)), None) for arm in COMPARED}
+
+    def delta_text(r: dict[str, Any] | None) -> str:
+        if r is None:
+            return "not planned"
+        s = r["stats"]
+        if not math.isfinite(s["mean_diff"]):
+            return f"pending ({r['state']}; transformer {r['reference_state']})"
+        return (f"Δ {R.fmt(s['mean_diff'])} {R.fmt_ci(s['ci_low'], s['ci_high'])} at {_fmt_tpp(r['tokens_per_parameter'])} "
+                f"tokens/param, n={s['n']}, paired t p {R.fmt_p(s['t_p'])}")
+
+    def ahead(r: dict[str, Any] | None) -> bool | None:
+        if r is None or not math.isfinite(r["stats"]["mean_diff"]):
+            return None
+        return bool(r["stats"]["mean_diff"] < 0)
+
+    claims = [
+        ["FSN below the tuned transformer at matched parameters and budget, in the long-training regime "
+         "(1M, enwik8, 30–50 epochs)", "yes: 1.5953 vs 1.611 at 50 epochs (Δ −0.016)",
+         f"{_budget_label(top)}: " + delta_text(last["fsn"]), R.verdict(ahead(last["fsn"]), False), why],
+        ["KA (base layer) behind the transformer (KA paper: 1.637 vs 1.616)", "behind",
+         f"{_budget_label(top)}: " + delta_text(last["ka"]),
+         R.verdict(None if ahead(last["ka"]) is None else not ahead(last["ka"]), False), why],
+        ["the FSN's lead holds at every epoch measured", "yes",
+         "; ".join(f"{_budget_label(r['budget'])} {R.fmt(r['stats']['mean_diff'], 3)}" for r in rows_by_arm["fsn"]
+                   if math.isfinite(r["stats"]["mean_diff"])) or "pending",
+         R.verdict(None), why],
+    ]
+    copy_rows, copy_parts = _copy_depth_parts(ds, st, R)
+    claims += copy_rows
+    R.paper_table(page, claims)
+
+    page.h(2, "The gap against tokens per parameter")
+    page.p("Δ = arm − transformer in final validation bits per byte, paired by seed (the arms of one seed see the same "
+           "batches in the same order), with the t 95% CI of the mean difference over seeds; negative: the arm is "
+           "better. Tokens per parameter = training tokens seen / the arm's parameter count. Each budget is its own "
+           "run with its own schedule: this is the matched-budget comparison at that length.", cls="note")
+    for arm in COMPARED:
+        if rows_by_arm[arm]:
+            page.p(_sign_sentence(f"{R.label(arm)} − Transformer", rows_by_arm[arm]))
+    table = []
+    for arm in COMPARED:
+        for r in rows_by_arm[arm]:
+            s = r["stats"]
+            table.append([f"{R.label(arm)} − Transformer", _budget_label(r["budget"]),
+                          _fmt_tpp(r["tokens_per_parameter"], r["measured"]),
+                          f"{r['lr']:g} / {r['reference_lr']:g}" if r["lr"] and r["reference_lr"] else "waits for the LR check",
+                          s["n"], R.fmt(s["mean_diff"]), R.fmt(s["sd_diff"]), R.fmt_ci(s["ci_low"], s["ci_high"]),
+                          R.fmt_p(s["t_p"]), R.fmt_p(s["wilcoxon_p"]), f"{s['wins']}/{s['n']}",
+                          ", ".join(f"s{k} {v:+.4f}" for k, v in sorted(r["per_seed"].items())) or "–",
+                          f"{r['state']} / {r['reference_state']}"])
+    page.table(["comparison", "budget", "tokens / param", "peak LR (arm / transformer)", "pairs", "mean Δ", "sd Δ",
+                "95% CI of Δ", "paired t p", "Wilcoxon p", "arm lower in", "per seed Δ", "runs (arm / transformer)"],
+               table, left=2, caption="final validation bpc, arm − transformer, per budget")
+    page.figure(_gap_figure(ds, rows_by_arm, R))
+
+    curves = [(b, arm, curve_gap(ds, b, arm)) for b in [check_budget, *long_budgets] for arm in COMPARED]
+    curves = [(b, arm, c) for b, arm, c in curves if c]
+    if curves:
+        page.h(2, "The gap along one schedule")
+        page.p("Δ at every epoch of the runs of one budget (mean over the seeds paired so far; runs still training count "
+               "up to their last evaluation). Inside a schedule the learning rate is still high before the end, so these "
+               "points are not matched-budget results; they show how the gap moves as training goes on.", cls="note")
+        page.figure(_curve_figure(curves, R))
+        rows = []
+        for b, arm, c in curves:
+            ch = sign_changes([(p["epoch"], p["stats"]["mean_diff"]) for p in c])
+            rows.append([f"{R.label(arm)} − Transformer", _budget_label(b), len(c),
+                         R.fmt(c[0]["stats"]["mean_diff"], 3), R.fmt(c[-1]["stats"]["mean_diff"], 3),
+                         "; ".join(f"between epoch {_num(x['x1'])} and {_num(x['x2'])}" for x in ch) or "none"])
+        page.table(["comparison", "schedule", "evaluations", "Δ at the first", "Δ at the last", "sign changes"], rows, left=2)
+
+    page.h(2, "Final validation loss per budget and arm")
+    rows = []
+    for cell in plan_cells(ds):
+        sub = _cell(ds, cell["budget"], cell["arm"])
+        s = describe(sub["final_val_bpc"].values)
+        rows.append([_budget_label(cell["budget"]), R.label(cell["arm"]),
+                     f"{cell['lr']:g}" if cell.get("lr") else "waits for the LR check", f"{cell['done']}/{cell['seeds']}",
+                     R.fmt(s["mean"]), R.fmt(s["sd"]), R.fmt_ci(s["ci_low"], s["ci_high"]),
+                     ", ".join(f"s{int(k)} {R.fmt(v)}" for k, v in zip(sub["seed"].values, sub["final_val_bpc"].values)) or "–",
+                     cell["state"]])
+    page.table(["budget", "arm", "peak LR", "seeds done", "mean", "sd", "95% CI (t)", "per seed", "state"], rows, left=2,
+               caption="final validation bits per byte (whole validation split at paper scale)")
+
+    _lr_check_section(page, ds, st, R)
+    page.parts.extend(copy_parts)
+    page.h(2, "Validation curves")
+    for b in budgets:
+        sub = ds.isel(run=np.flatnonzero(_mask(ds, budget=b, role=LADDER)))
+        if sub.sizes["run"] and np.isfinite(sub["val_bpc"].values).any():
+            sub = sub.isel(eval=np.flatnonzero(np.isfinite(sub["val_bpc"].values).any(axis=0)))
+            page.figure(R.curves_figure(sub, "arm", f"{_budget_label(b)}: validation loss per evaluation (mean ± sd over seeds)",
+                                        R.ARM_ORDER))
+        else:
+            page.p(f"{_budget_label(b)}: no evaluation yet.")
+
+
+def _gap_figure(ds: xr.Dataset, rows_by_arm: dict[str, list[dict[str, Any]]], R: Any) -> Any:
+    go = R._go()
+    fig = go.Figure()
+    for i, (arm, rows) in enumerate(rows_by_arm.items()):
+        rows = [r for r in rows if math.isfinite(r["stats"]["mean_diff"]) and math.isfinite(r["tokens_per_parameter"])]
+        if not rows:
+            continue
+        c = R.color(arm, i)
+        x = [r["tokens_per_parameter"] for r in rows]
+        y = [r["stats"]["mean_diff"] for r in rows]
+        hi = [r["stats"]["ci_high"] - m if math.isfinite(r["stats"]["ci_high"]) else 0 for r, m in zip(rows, y)]
+        lo = [m - r["stats"]["ci_low"] if math.isfinite(r["stats"]["ci_low"]) else 0 for r, m in zip(rows, y)]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{R.label(arm)} − Transformer",
+                                 line={"color": c, "width": 2.5}, marker={"size": 9},
+                                 text=[_budget_label(r["budget"]) for r in rows],
+                                 error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
+        xs = [r["tokens_per_parameter"] for r in rows for _ in r["per_seed"]]
+        ys = [v for r in rows for v in r["per_seed"].values()]
+        if xs:
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=f"{R.label(arm)} seeds", showlegend=False,
+                                     marker={"color": c, "size": 5, "opacity": 0.5}))
+    fig.add_hline(y=0, line={"color": "black", "width": 1})
+    fig.update_layout(title="Δ final validation bpc (arm − transformer) against tokens per parameter (95% CI over seeds; dots: seeds)",
+                      xaxis_type="log", xaxis_title="training tokens / parameters", yaxis_title="Δ bits per byte",
+                      template="plotly_white", height=440)
+    return fig
+
+
+def _curve_figure(curves: list[tuple[float, str, list[dict[str, Any]]]], R: Any) -> Any:
+    go = R._go()
+    fig = go.Figure()
+    dashes = ("solid", "dash", "dot", "dashdot")
+    budgets = sorted({b for b, _, _ in curves})
+    for i, (b, arm, c) in enumerate(curves):
+        x = [p["tokens_per_parameter"] for p in c]
+        y = [p["stats"]["mean_diff"] for p in c]
+        hi = [p["stats"]["ci_high"] - m if math.isfinite(p["stats"]["ci_high"]) else 0 for p, m in zip(c, y)]
+        lo = [m - p["stats"]["ci_low"] if math.isfinite(p["stats"]["ci_low"]) else 0 for p, m in zip(c, y)]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{R.label(arm)} − Transformer, {_budget_label(b)} schedule",
+                                 line={"color": R.color(arm, i), "dash": dashes[budgets.index(b) % len(dashes)]},
+                                 error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo, "thickness": 1}))
+    fig.add_hline(y=0, line={"color": "black", "width": 1})
+    fig.update_layout(title="Δ validation bpc at every evaluation of one schedule (95% CI over seeds)", xaxis_type="log",
+                      xaxis_title="training tokens / parameters", yaxis_title="Δ bits per byte", template="plotly_white", height=440)
+    return fig
+
+
+def _lr_check_section(page: Any, ds: xr.Dataset, st: dict[str, Any], R: Any) -> None:
+    long_lr = st.get("long_lr", {})
+    if not long_lr:
+        return
+    check_budget = float(st.get("check_budget", 15))
+    lrs = sorted({float(lr) for info in long_lr.values() for lr in info.get("check", {})})
+    page.h(2, f"LR check at {_budget_label(check_budget)} (seed 0) and the LR of the longest budget")
+    page.p("One seed per LR and arm at the check budget; once every run of an arm's check has finished (or failed), "
+           "the longest budget's runs of that arm use the LR with the lowest final validation bpc (ties: the one "
+           "nearest the default). Until then they wait: the study script trains them in a second pass once the "
+           "check is finished. --long-lr ARM=LR sets the LR by hand.", cls="note")
+    rows = []
+    for arm, info in long_lr.items():
+        cells = []
+        for lr in lrs:
+            v = info.get("check", {}).get(f"{lr:g}")
+            cells.append(R.fmt(v) if isinstance(v, float) else (v or "pending"))
+        chosen = f"{info['lr']:g}" if info.get("lr") else "waiting"
+        rows.append([R.label(arm)] + cells + [f"{info['finished']}/{info['of']}", chosen, info["status"]])
+    page.table(["arm"] + [f"lr {lr:g}" for lr in lrs] + ["finished", "LR of the longest budget", "how"], rows,
+               caption=f"final validation bpc at {_budget_label(check_budget)}")
+
+
+def _copy_depth_parts(ds: xr.Dataset, st: dict[str, Any], R: Any) -> tuple[list[list[Any]], list[str]]:
+    """The copy-depth claims (paper table rows) and the copy-depth sections (page parts) per copy budget."""
+    scratch = R.Page("")
+    scratch._plotly = True  # these parts follow the gap figure, which carries plotly.js
+    rows: list[list[Any]] = []
+    budgets = json.loads(ds.attrs.get("copy_budgets", "null") or "null") or st.get("copy_budgets", [])
+    scale = ds.attrs.get("scale")
+    why = "not comparable (smoke scale)" if scale == "smoke" else "not comparable (tiny rung, embedded corpus)"
+    scratch.h(2, "Copy depth on the final checkpoints")
+    if "copy_loss_sum" not in ds:
+        scratch.p("No copy-depth results yet: they are computed for the finished ladder runs of "
+                  + ", ".join(_budget_label(float(b)) for b in budgets) + ".")
+        return rows, scratch.parts
+    scratch.p(ds.attrs.get("copy_depth_definition", ""), cls="note")
+    for b in budgets:
+        b = float(b)
+        sub = ds.isel(run=np.flatnonzero(_mask(ds, budget=b, role=LADDER)))
+        done = sub["status"].values == "done"
+        if not done.any():
+            scratch.p(f"{_budget_label(b)}: pending (no finished run yet).")
+            continue
+        deltas = R._bin_section(scratch, sub, "depth", 0, f"{_budget_label(b)}: bits per target by copy depth")
+        labels = json.loads(ds.attrs["copy_depth_bin_labels"])
+        deep = [i for i, lab in enumerate(labels) if int(lab.split("–")[0]) >= 4]
+        ka = [r["mean_diff"] > 0 for r in deltas.get("ka", []) if math.isfinite(r["mean_diff"])]
+        fsn = deltas.get("fsn", [])
+        fsn_deep = [fsn[i]["mean_diff"] < 0 for i in deep if i < len(fsn) and math.isfinite(fsn[i]["mean_diff"])]
+        rows.append([f"{_budget_label(b)}: base layer (KA) behind the transformer at every copy depth", "every bin",
+                     f"behind in {sum(ka)}/{len(ka)} depth bins" if ka else "pending",
+                     R.verdict(all(ka) if ka else None, False), why])
+        rows.append([f"{_budget_label(b)}: the FSN kernel reverses that at every depth ≥ 4", "FSN ahead in 4–7 … 24–32",
+                     f"FSN ahead in {sum(fsn_deep)}/{len(fsn_deep)} bins with depth ≥ 4; Δ by bin "
+                     + ", ".join(R.fmt(r["mean_diff"], 3) for r in fsn) if fsn_deep else "pending",
+                     R.verdict(all(fsn_deep) if fsn_deep else None, False), why])
+        R._bin_section(scratch, sub, "distance", 1, f"{_budget_label(b)}: bits per target by copy distance (depth ≥ 1)")
+    return rows, scratch.parts
+
+
+# -- a markdown summary (for docs/quality.md) -------------------------------------------------------------
+
+
+def _copy_depth_table(sub: xr.Dataset) -> tuple[list[str], list[list[str]]]:
+    """Markdown rows of one budget's copy-depth table: per depth bin, the share of targets, each
+    arm's mean bits with its CI, and each arm minus the transformer paired by seed."""
+    from fsnlab.study import report as R
+
+    labels, sums, counts = R._bins(sub, "depth", 0)
+    with np.errstate(all="ignore"):
+        mean = sums / np.where(counts > 0, counts, np.nan)
+    arms = R.tag_values(sub, "arm", R.ARM_ORDER)
+    done = np.flatnonzero(sub["status"].values == "done")
+    share = counts[done[0]] if done.size else counts[0]
+    total = max(int(share.sum()), 1)
+    ref = np.flatnonzero(sub["arm"].values == REFERENCE)
+    heads = ["depth", "share"] + [f"{R.label(a)} bits" for a in arms] + [f"Δ {R.label(a)} − Transformer [95% CI]" for a in arms if a != REFERENCE]
+    rows = []
+    for b, lab in enumerate(labels):
+        row = [lab, f"{100 * share[b] / total:.1f}%"]
+        for a in arms:
+            row.append(R.fmt(describe(mean[sub["arm"].values == a, b])["mean"], 3))
+        for a in arms:
+            if a == REFERENCE:
+                continue
+            idx = np.flatnonzero(sub["arm"].values == a)
+            mine = dict(zip(map(int, sub["seed"].values[idx]), mean[idx, b]))
+            theirs = dict(zip(map(int, sub["seed"].values[ref]), mean[ref, b]))
+            seeds = sorted(set(mine) & set(theirs))
+            r = paired([mine[k] for k in seeds], [theirs[k] for k in seeds])
+            row.append(f"{R.fmt(r['mean_diff'], 3)} {R.fmt_ci(r['ci_low'], r['ci_high'], 3)}" if r["n"]
+                       else "no targets" if not share[b] else "pending")
+        rows.append(row)
+    return heads, rows
+
+
+def _md_table(heads: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def markdown_summary(ds: xr.Dataset) -> str:
+    """The study's answer as markdown (the gap per budget with CIs, where its sign changes, the
+    copy-depth tables), for ``docs/quality.md``; pending cells say so."""
+    from fsnlab.study import report as R
+
+    st = _settings(ds)
+    done = int((ds["status"].values == "done").sum())
+    lines = [f"Generated from `study.nc` ({ds.attrs.get('created', '?')}, {ds.attrs.get('scale', '?')} scale, "
+             f"fsnlab commit {ds.attrs.get('git_commit', '?')}): {done}/{ds.sizes['run']} runs of the manifest done"
+             + (f"; the long runs of {', '.join(st['long_lr_waiting'])} wait for their LR check" if st.get("long_lr_waiting") else "")
+             + ".", ""]
+    rows = []
+    sentences = []
+    for arm in COMPARED:
+        gr = gap_rows(ds, arm)
+        if gr:
+            sentences.append(_sign_sentence(f"{R.label(arm)} − Transformer", gr))
+        for r in gr:
+            s = r["stats"]
+            rows.append([f"{R.label(arm)} − Transformer", _budget_label(r["budget"]), _fmt_tpp(r["tokens_per_parameter"], r["measured"]),
+                         f"{r['lr']:g} / {r['reference_lr']:g}" if r["lr"] and r["reference_lr"] else "waits for the LR check",
+                         s["n"], R.fmt(s["mean_diff"], 3), R.fmt_ci(s["ci_low"], s["ci_high"], 3), R.fmt_p(s["t_p"]),
+                         f"{r['state']} / {r['reference_state']}"])
+    lines.append(_md_table(["comparison", "budget", "tokens / param", "peak LR (arm / transformer)", "pairs", "mean Δ bpc",
+                            "95% CI", "paired t p", "runs (arm / transformer)"], rows))
+    lines.append("")
+    lines += [f"- {s}" for s in sentences]
+    cells = plan_cells(ds)
+    final_rows = []
+    for c in cells:
+        d = describe(_cell(ds, c["budget"], c["arm"])["final_val_bpc"].values)
+        final_rows.append([_budget_label(c["budget"]), R.label(c["arm"]),
+                           f"{c['lr']:g}" if c.get("lr") else "waits for the LR check", f"{c['done']}/{c['seeds']}",
+                           f"{R.fmt(d['mean'], 3)} ± {R.fmt(d['sd'], 3)}" if d["n"] else c["state"]])
+    lines += ["", _md_table(["budget", "arm", "peak LR", "seeds done", "final val bpc (mean ± sd)"], final_rows)]
+    if "copy_loss_sum" in ds:
+        for b in json.loads(ds.attrs.get("copy_budgets", "[]")):
+            sub = ds.isel(run=np.flatnonzero(_mask(ds, budget=float(b), role=LADDER)))
+            if not (sub["status"].values == "done").any():
+                lines += ["", f"Copy depth, {_budget_label(float(b))}: pending."]
+                continue
+            heads, rows = _copy_depth_table(sub)
+            eval_bytes = st.get("protocol", {}).get("eval_bytes")
+            where = "the whole validation split" if eval_bytes in (None, -1) else f"the first {eval_bytes:,} validation bytes"
+            lines += ["", f"Copy depth, {_budget_label(float(b))} (bits per target on {where}; Δ paired by seed):",
+                      "", _md_table(heads, rows)]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["KIND", "choose_lr", "curve_gap", "final_bpc", "gap_rows", "lr_message", "markdown_summary", "plan_cells", "regime_analysis",
+           "report_section", "sign_changes"]
