@@ -43,7 +43,9 @@ from torch import nn
 from fsnlab.models.attention import full_precision, attend, attention_weights, causal_attention, delay_attention
 from fsnlab.models.config import FSNConfig, TransformerConfig
 from fsnlab.models.hooks import HookPoint
-from fsnlab.models.kernel import CouplingKernel, complex_mul, harmonic_features, tangent_projection
+from fsnlab.models.kernel import (
+    CouplingKernel, complex_mul, harmonic_features, harmonic_phasors, tangent_force, tangent_projection,
+)
 from fsnlab.models.transformer import CausalSelfAttention, SwiGLU, apply_rope, rope_cos_sin, rope_frequencies
 
 
@@ -249,16 +251,16 @@ class FSNAttention(nn.Module):
         pos = torch.arange(T, device=theta.device, dtype=theta.dtype)
         drifted = theta + pos[:, None] * self.rope_omega
         cos, sin = torch.cos(drifted), torch.sin(drifted)
-        g = self.gate(theta)
+        # beta_h g_i in one factor per coordinate: one product with the features, one saved tensor
+        scale = self.gate(theta) * self.temperature().repeat_interleave(self.config.head_dim)
         k = torch.stack([cos, sin], -1)  # (B, T, D, 2)
         offset = self.offset(theta)
         if offset is not None:
             shifted = drifted + offset
-            q = torch.stack([torch.cos(shifted), torch.sin(shifted)], -1) * g.unsqueeze(-1)
+            q = torch.stack([torch.cos(shifted), torch.sin(shifted)], -1) * scale.unsqueeze(-1)
         else:
-            q = k * g.unsqueeze(-1)
-        beta = self.temperature()[None, :, None, None]
-        return split_heads(q, H) * beta, split_heads(k, H)
+            q = k * scale.unsqueeze(-1)
+        return split_heads(q, H), split_heads(k, H)
 
     def _dot_product_scores(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """DIAGNOSTIC ``attention="dot_scores"``: a transformer's score, ``q = W_q [cos; sin] theta`` and
@@ -284,9 +286,9 @@ class FSNAttention(nn.Module):
         # contiguous as built. The values are the raw harmonics e^{i n theta_u}; the kernel's
         # coefficients are applied to the order parameters afterwards (linearity, §3.4):
         # F = sum_n Im(e^{-i n theta_t} [c_n Z0_n + d_n Z1_n]).
-        receiver = torch.stack(harmonic_features(head_major(theta, H), N), -1)  # e^{i n theta_t}: (B, H, T, D_h, N, 2)
-        sent = receiver if self.value_proj is None else torch.stack(
-            harmonic_features(head_major(self.sender_phases(theta), H), N), -1)
+        theta_h = head_major(theta, H)  # (B, H, T, D_h)
+        receiver = harmonic_phasors(theta_h, N)  # e^{i n theta_t}: (B, H, T, D_h, N, 2)
+        sent = receiver if self.value_proj is None else harmonic_phasors(head_major(self.sender_phases(theta), H), N)
         e = sent.flatten(3)  # (B, H, T, D_h N 2)
         c, d = self.head_coefficients()
         if d is None:
@@ -301,8 +303,7 @@ class FSNAttention(nn.Module):
             z1 = torch.view_as_complex(z1.unflatten(-1, (-1, N, 2)))
             pull = pull + d * z1
         # the tangent projection sum_n Im(e^{-i n theta_t} pull_n) (§3.5), back to (B, T, D)
-        tangent = receiver[..., 0] * pull.imag - receiver[..., 1] * pull.real  # Im(e^{-i n theta_t} pull_n)
-        force = merge_heads(tangent.sum(-1), cfg.d_phase).squeeze(-1)
+        force = merge_heads(tangent_force(theta_h, receiver, pull), cfg.d_phase).squeeze(-1)
         force = self.hook_force(force)
 
         if self.hook_Z0.active or self.hook_Z1.active or self.hook_attn.active:

@@ -38,6 +38,73 @@ def harmonic_features(theta: torch.Tensor, n_harmonics: int) -> tuple[torch.Tens
     return torch.cos(angles), torch.sin(angles)
 
 
+class _HarmonicPhasors(torch.autograd.Function):
+    """``e^{i n theta}`` as real pairs, saving only its output: ``d cos(n theta) = -n sin(n theta) d theta``
+    and ``d sin(n theta) = n cos(n theta) d theta`` need no angle tensor."""
+
+    @staticmethod
+    def forward(ctx, theta, n_harmonics: int):
+        n = harmonic_orders(n_harmonics, theta.device).to(theta.dtype)
+        angles = theta.unsqueeze(-1) * n
+        out = torch.stack([torch.cos(angles), torch.sin(angles)], -1)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        n = harmonic_orders(out.shape[-2], out.device).to(out.dtype)
+        cos, sin = out.unbind(-1)
+        g_cos, g_sin = grad.unbind(-1)
+        return ((cos * g_sin - sin * g_cos) * n).sum(-1), None
+
+
+def harmonic_phasors(theta: torch.Tensor, n_harmonics: int) -> torch.Tensor:
+    """``[cos(n theta), sin(n theta)]`` for n = 1..N, stacked: ``(..., D) -> (..., D, N, 2)`` (§3.4).
+
+    The same values as :func:`harmonic_features`; for the training path, its backward pass reads the
+    output itself (which the attention keeps as its values anyway) instead of keeping the angles.
+    """
+    return _HarmonicPhasors.apply(theta, n_harmonics)
+
+
+class _TangentForce(torch.autograd.Function):
+    """``F = sum_n Im(e^{-i n theta} P_n)`` with its gradients written out, so that the pull ``P`` is not kept:
+
+    ``dF/dP = i g e^{i n theta}`` (PyTorch's convention for complex gradients, ``dRe + i dIm``) needs only
+    the phasors, and ``dF/dtheta = -sum_n n Re(e^{-i n theta} P_n)`` is one ``(..., D)`` tensor computed in
+    the forward pass. ``theta`` itself is read by neither pass: it is the input the gradient flows to.
+    """
+
+    @staticmethod
+    def forward(ctx, theta, phasors, pull):
+        cos, sin = phasors.unbind(-1)
+        p_re, p_im = torch.view_as_real(pull).unbind(-1)
+        n = harmonic_orders(cos.shape[-1], cos.device).to(cos.dtype)
+        force = (cos * p_im - sin * p_re).sum(-1)
+        radial = ((cos * p_re + sin * p_im) * n).sum(-1)
+        ctx.save_for_backward(phasors, radial)
+        return force
+
+    @staticmethod
+    def backward(ctx, grad):
+        phasors, radial = ctx.saved_tensors
+        g = grad.unsqueeze(-1)
+        cos, sin = phasors.unbind(-1)
+        d_pull = torch.complex(-g * sin, g * cos)  # i g e^{i n theta}
+        return -grad * radial, None, d_pull
+
+
+def tangent_force(theta: torch.Tensor, phasors: torch.Tensor, pull: torch.Tensor) -> torch.Tensor:
+    """The force ``sum_n Im(e^{-i n theta_t} P_n)`` (§3.5) of a complex pull ``P (..., D, N)`` on phases
+    ``theta (..., D)`` whose phasors ``e^{i n theta}`` are ``phasors (..., D, N, 2)`` (from
+    :func:`harmonic_phasors`; not differentiated here: the gradient to ``theta`` flows directly).
+
+    The same value as :func:`tangent_projection`; the backward pass keeps neither ``P`` nor the angles.
+    """
+    return _TangentForce.apply(theta, phasors.detach(), pull)
+
+
 def tangent_projection(cos_nt: torch.Tensor, sin_nt: torch.Tensor, w: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """``sum_n Im(e^{-i n theta_t} w_n)``: the component of the pull ``w`` tangent to the circle (§3.5).
 
