@@ -40,7 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fsnlab.models.attention import full_precision, attend, attention_weights, causal_attention, delay_attention
+from fsnlab.models.attention import (
+    attend, attention_backend, attention_weights, causal_attention, delay_attention, full_precision,
+)
+from fsnlab.models.fused_force import fused_delay_force
 from fsnlab.models.config import FSNConfig, TransformerConfig
 from fsnlab.models.hooks import HookPoint
 from fsnlab.models.kernel import (
@@ -287,10 +290,23 @@ class FSNAttention(nn.Module):
         # coefficients are applied to the order parameters afterwards (linearity, §3.4):
         # F = sum_n Im(e^{-i n theta_t} [c_n Z0_n + d_n Z1_n]).
         theta_h = head_major(theta, H)  # (B, H, T, D_h)
+        c, d = self.head_coefficients()
+        hooked = self.hook_Z0.active or self.hook_Z1.active or self.hook_attn.active
+        if d is not None and attention_backend(theta.device) == "torch":
+            # the same force in one autograd function that keeps neither the values nor Z0, Z1
+            # (fused_force.py); a probe's order parameters come from a second, separate pass, so
+            # listening never changes the output
+            sender = None if self.value_proj is None else head_major(self.sender_phases(theta), H)
+            force = fused_delay_force(theta_h, sender, q, k, c, d, N, cfg.delay_mask)
+            if hooked:
+                e = harmonic_phasors(theta_h if sender is None else sender, N).flatten(3)
+                z0, z1 = delay_attention(q, k, e, None, e, cfg.delay_mask, separate=True)
+                to_complex = lambda z: torch.view_as_complex(z.unflatten(-1, (-1, N, 2)))  # noqa: E731
+                self._emit_order_parameters(q, k, to_complex(z0), to_complex(z1))
+            return self._step(theta, merge_heads(force, cfg.d_phase).squeeze(-1))
         receiver = harmonic_phasors(theta_h, N)  # e^{i n theta_t}: (B, H, T, D_h, N, 2)
         sent = receiver if self.value_proj is None else harmonic_phasors(head_major(self.sender_phases(theta), H), N)
         e = sent.flatten(3)  # (B, H, T, D_h N 2)
-        c, d = self.head_coefficients()
         if d is None:
             z0, z1 = causal_attention(q, k, e), None
         else:
@@ -304,11 +320,13 @@ class FSNAttention(nn.Module):
             pull = pull + d * z1
         # the tangent projection sum_n Im(e^{-i n theta_t} pull_n) (§3.5), back to (B, T, D)
         force = merge_heads(tangent_force(theta_h, receiver, pull), cfg.d_phase).squeeze(-1)
-        force = self.hook_force(force)
-
-        if self.hook_Z0.active or self.hook_Z1.active or self.hook_attn.active:
+        if hooked:
             self._emit_order_parameters(q, k, z0, z1)
+        return self._step(theta, force)
 
+    def _step(self, theta: torch.Tensor, force: torch.Tensor) -> torch.Tensor:
+        """The Euler step ``theta + eta F (+ Omega)`` (§3.5) of a force ``(B, T, D)``."""
+        force = self.hook_force(force)
         step = self.step_size() * force
         if self.natural_frequency is not None:
             step = step + self.natural_frequency  # Kuramoto natural frequency, OQ-12
