@@ -81,119 +81,124 @@ def _strict_softmax_lse(S: torch.Tensor, t0: int) -> torch.Tensor:
     return torch.where(torch.isinf(lse1), torch.zeros_like(lse1), lse1), S1
 
 
+def _matmul_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, accumulate: bool = False) -> torch.Tensor:
+    """``out (+)= a @ b`` for 3-D operands, in place: BLAS writes (or accumulates) straight into a
+    strided view such as the rows ``[:t1]`` of a gradient, so no product is followed by an add pass."""
+    if a.dtype == out.dtype and b.dtype == out.dtype:
+        return out.baddbmm_(a, b, beta=1.0 if accumulate else 0.0)
+    if accumulate:
+        return out.add_(torch.bmm(a, b).to(out.dtype))
+    return out.copy_(torch.bmm(a, b))
+
+
 class _BlockedDelayAttention(torch.autograd.Function):
     """``(z0, z1)`` of :func:`fused_delay_attention`, with a recomputing backward pass (see module doc).
 
     ``s=None`` in a delay mode means ``s_u = v_{u+1}``: the successors' values are read from ``v``
     shifted by one position (a view, no copy). In every mode the last key of a block, ``t1 - 1``, has
     no successor any query of the block may see, so the successor products use keys ``< t1 - 1``.
+    Internally the batch and head dimensions are one (``BH``), so every product is one ``bmm``.
     """
 
     @staticmethod
     def forward(ctx, q, k, v, s, w, mode: str, block: int):
-        T = q.shape[2]
-        cdt = _compute_dtype(q)
-        sdt = _softmax_dtype(q)
-        # contiguous (B, H, T, .) operands once, so that every block's product is one strided bmm
-        qc, kc, vc = (x.to(cdt).contiguous() for x in (q, k, v))
+        B, H, T, _ = q.shape
+        BH, W = B * H, v.shape[-1]
+        cdt, sdt = _compute_dtype(q), _softmax_dtype(q)
+        # contiguous (BH, T, .) operands once, so that every block's product is one strided bmm
+        qc, kc, vc = (x.to(cdt).reshape(BH, T, -1).contiguous() for x in (q, k, v))
         has_z1 = mode != "none"
-        succ = (vc[:, :, 1:] if s is None else s.to(cdt).contiguous()) if has_z1 else None
-        z0 = torch.empty(v.shape, dtype=sdt, device=v.device)
-        z1 = torch.empty(v.shape, dtype=sdt, device=v.device) if has_z1 else None
-        lse0 = torch.empty(q.shape[:3], dtype=sdt, device=q.device)
+        succ = (vc[:, 1:] if s is None else s.to(cdt).reshape(BH, T, W).contiguous()) if has_z1 else None
+        w3 = w.reshape(BH, T, W) if w is not None else None
+        z0 = torch.empty(BH, T, W, dtype=sdt, device=v.device)
+        z1 = torch.empty(BH, T, W, dtype=sdt, device=v.device) if has_z1 else None
+        lse0 = torch.empty(BH, T, dtype=sdt, device=q.device)
         lse1 = torch.empty_like(lse0) if mode == "separate_strict" else None
         for t0 in range(0, T, block):
             t1 = min(T, t0 + block)
-            S = _scores(qc[:, :, t0:t1], kc[:, :, :t1], t0)
+            S = _scores(qc[:, t0:t1], kc[:, :t1], t0)
             lse = torch.logsumexp(S, -1)
-            lse0[:, :, t0:t1] = lse
+            lse0[:, t0:t1] = lse
             P = torch.exp(S - lse[..., None])
-            z0[:, :, t0:t1] = (P.to(cdt) @ vc[:, :, :t1]).to(sdt)
+            _matmul_into(z0[:, t0:t1], P.to(cdt), vc[:, :t1])
             if not has_z1:
                 continue
             if mode == "separate_strict":
                 l1, S1 = _strict_softmax_lse(S, t0)
-                lse1[:, :, t0:t1] = l1
+                lse1[:, t0:t1] = l1
                 P = torch.exp(S1 - l1[..., None])
             else:
                 diag = _diagonal(P, t0).clone()
                 _diagonal(P, t0).zero_()  # the successor weights: masked before they multiply
-            z1_blk = (P[..., : t1 - 1].to(cdt) @ succ[:, :, : t1 - 1]).to(sdt)
+            _matmul_into(z1[:, t0:t1], P[..., : t1 - 1].to(cdt), succ[:, : t1 - 1])
             if mode == "shared_self":
-                z1_blk = z1_blk + diag[..., None] * w[:, :, t0:t1].to(sdt)
-            z1[:, :, t0:t1] = z1_blk
+                z1[:, t0:t1] += diag[..., None] * w3[:, t0:t1].to(sdt)
         ctx.mode, ctx.block, ctx.shifted = mode, block, s is None
         ctx.save_for_backward(q, k, v, s, w, z0, z1, lse0, lse1)
-        return z0.to(v.dtype), (z1.to(v.dtype) if z1 is not None else None)
+        shape = (B, H, T, W)
+        return z0.view(shape).to(v.dtype), (z1.view(shape).to(v.dtype) if z1 is not None else None)
 
     @staticmethod
     def backward(ctx, dz0, dz1):
         q, k, v, s, w, z0, z1, lse0, lse1 = ctx.saved_tensors
         mode, block, shifted = ctx.mode, ctx.block, ctx.shifted
-        T = q.shape[2]
-        cdt = _compute_dtype(q)
-        sdt = z0.dtype
+        B, H, T, _ = q.shape
+        BH, W = B * H, v.shape[-1]
+        cdt, sdt = _compute_dtype(q), z0.dtype
         has_z1 = mode != "none"
-        qc, kc, vc = (x.to(cdt).contiguous() for x in (q, k, v))
-        succ = (vc[:, :, 1:] if shifted else s.to(cdt).contiguous()) if has_z1 else None
-        dz0 = torch.zeros_like(z0) if dz0 is None else dz0.to(sdt).contiguous()
+        qc, kc, vc = (x.to(cdt).reshape(BH, T, -1).contiguous() for x in (q, k, v))
+        succ = (vc[:, 1:] if shifted else s.to(cdt).reshape(BH, T, W).contiguous()) if has_z1 else None
+        dz0 = torch.zeros_like(z0) if dz0 is None else dz0.to(sdt).reshape(BH, T, W).contiguous()
         if has_z1:
-            dz1 = torch.zeros_like(z1) if dz1 is None else dz1.to(sdt).contiguous()
+            dz1 = torch.zeros_like(z1) if dz1 is None else dz1.to(sdt).reshape(BH, T, W).contiguous()
         if mode == "separate_strict":
             delta0, delta1 = (dz0 * z0).sum(-1), (dz1 * z1).sum(-1)
         else:  # one softmax feeds both sums: one Delta
             delta0 = (dz0 * z0).sum(-1) + ((dz1 * z1).sum(-1) if has_z1 else 0)
-        dq = torch.empty(q.shape, dtype=sdt, device=q.device)
-        # Key-side gradients are accumulated over query blocks, last block first: it covers every key,
-        # so its products initialise dk and dv (no zero fill), and earlier blocks add into a prefix.
-        dk = dv = None
-        ds = torch.zeros(v.shape, dtype=sdt, device=v.device) if has_z1 and not shifted else None
-        dw = torch.empty(v.shape, dtype=sdt, device=v.device) if mode == "shared_self" else None
-
-        def accumulate(total, part, t1):
-            if total is None:
-                return part
-            total[:, :, :t1] += part
-            return total
-
+        dq = torch.empty(BH, T, qc.shape[-1], dtype=sdt, device=q.device)
+        dk = torch.empty(BH, T, kc.shape[-1], dtype=sdt, device=q.device)
+        dv = torch.empty(BH, T, W, dtype=sdt, device=q.device)
+        ds = torch.zeros(BH, T, W, dtype=sdt, device=q.device) if has_z1 and not shifted else None
+        dw = torch.empty(BH, T, W, dtype=sdt, device=q.device) if mode == "shared_self" else None
+        w3 = w.reshape(BH, T, W) if w is not None else None
+        # Key-side gradients accumulate over query blocks, last block first: it covers every key, so
+        # its products initialise dk and dv, and earlier blocks add into a prefix (in the product).
         for t0 in reversed(range(0, T, block)):
             t1 = min(T, t0 + block)
+            first = t1 == T
             n = t1 - 1  # keys with a successor visible to this block
-            q_blk = qc[:, :, t0:t1]
-            S = _scores(q_blk, kc[:, :, :t1], t0)
-            P = torch.exp(S - lse0[:, :, t0:t1, None])
-            g0 = dz0[:, :, t0:t1].to(cdt)
-            dv = accumulate(dv, (P.transpose(-1, -2).to(cdt) @ g0).to(sdt), t1)
-            dP = (g0 @ vc[:, :, :t1].transpose(-1, -2)).to(sdt)
+            q_blk = qc[:, t0:t1]
+            S = _scores(q_blk, kc[:, :t1], t0)
+            P = torch.exp(S - lse0[:, t0:t1, None])
+            g0 = dz0[:, t0:t1].to(cdt)
+            _matmul_into(dv[:, :t1], P.transpose(-1, -2).to(cdt), g0, accumulate=not first)
+            dP = torch.bmm(g0, vc[:, :t1].transpose(-1, -2)).to(sdt)
             if has_z1:
-                g1 = dz1[:, :, t0:t1].to(cdt)
-                G = (g1 @ succ[:, :, :n].transpose(-1, -2)).to(sdt)  # dZ1_t . s_u, (bq, t1 - 1)
+                g1 = dz1[:, t0:t1].to(cdt)
+                G = torch.bmm(g1, succ[:, :n].transpose(-1, -2)).to(sdt)  # dZ1_t . s_u, (bq, t1 - 1)
             if mode == "separate_strict":
-                dS = P * (dP - delta0[:, :, t0:t1, None])
+                dS = P * (dP - delta0[:, t0:t1, None])
                 _, S1 = _strict_softmax_lse(S, t0)
-                P = torch.exp(S1 - lse1[:, :, t0:t1, None])[..., :n]  # zero on and above the diagonal
-                dS[..., :n] += P * (G - delta1[:, :, t0:t1, None])
+                P = torch.exp(S1 - lse1[:, t0:t1, None])[..., :n]  # zero on and above the diagonal
+                dS[..., :n] += P * (G - delta1[:, t0:t1, None])
             elif has_z1:
                 _diagonal(G, t0).zero_()  # u = t has no visible successor
                 dP[..., :n] += G
                 if mode == "shared_self":  # ... but its own value w_t stands in for it
-                    _diagonal(dP, t0).add_((dz1[:, :, t0:t1] * w[:, :, t0:t1].to(sdt)).sum(-1))
-                    dw[:, :, t0:t1] = _diagonal(P, t0)[..., None] * dz1[:, :, t0:t1]
-                dS = P * (dP - delta0[:, :, t0:t1, None])
+                    _diagonal(dP, t0).add_((dz1[:, t0:t1] * w3[:, t0:t1].to(sdt)).sum(-1))
+                    dw[:, t0:t1] = _diagonal(P, t0)[..., None] * dz1[:, t0:t1]
+                dS = P * (dP - delta0[:, t0:t1, None])
                 _diagonal(P, t0).zero_()  # successor weights, masked before they multiply
                 P = P[..., :n]
             else:
-                dS = P * (dP - delta0[:, :, t0:t1, None])
-            if has_z1 and n > 0:
-                part = (P.transpose(-1, -2).to(cdt) @ g1).to(sdt)  # (t1 - 1, W)
-                if shifted:
-                    dv[:, :, 1:t1] += part  # s_u = v_{u+1}
-                else:
-                    ds[:, :, :n] += part
+                dS = P * (dP - delta0[:, t0:t1, None])
+            if has_z1 and n > 0:  # the successor of key u is s_u (= v_{u+1} when shifted)
+                target = dv[:, 1:t1] if shifted else ds[:, :n]
+                _matmul_into(target, P.transpose(-1, -2).to(cdt), g1, accumulate=True)
             dSc = dS.to(cdt)
-            dq[:, :, t0:t1] = (dSc @ kc[:, :, :t1]).to(sdt)
-            dk = accumulate(dk, (dSc.transpose(-1, -2) @ q_blk).to(sdt), t1)
-        cast = lambda g, x: g.to(x.dtype) if g is not None and x is not None else None  # noqa: E731
+            _matmul_into(dq[:, t0:t1], dSc, kc[:, :t1])
+            _matmul_into(dk[:, :t1], dSc.transpose(-1, -2), q_blk, accumulate=not first)
+        cast = lambda g, x: g.view(x.shape).to(x.dtype) if g is not None and x is not None else None  # noqa: E731
         return cast(dq, q), cast(dk, k), cast(dv, v), cast(ds, s), cast(dw, w), None, None
 
 

@@ -28,7 +28,9 @@ from __future__ import annotations
 import torch
 
 from fsnlab.models import attention
-from fsnlab.models.attention import _compute_dtype, _diagonal, _scores, _softmax_dtype, _strict_softmax_lse
+from fsnlab.models.attention import (
+    _compute_dtype, _diagonal, _matmul_into, _scores, _softmax_dtype, _strict_softmax_lse,
+)
 from fsnlab.models.kernel import harmonic_orders
 
 
@@ -52,116 +54,123 @@ class _FusedForce(torch.autograd.Function):
     @staticmethod
     def forward(ctx, theta_r, theta_s, q, k, c, d, n_harm: int, mode: str, block: int):
         B, H, T, Dh = theta_r.shape
-        N = n_harm
+        N, BH = n_harm, B * H
         cdt, sdt = _compute_dtype(q), _softmax_dtype(q)
         R = _phasors(theta_r, N)  # receivers' phasors (B, H, T, D_h, N, 2)
         e = R if theta_s is None else _phasors(theta_s, N)
-        ev = e.flatten(3).to(cdt)  # values (B, H, T, W): contiguous
-        qc, kc = q.to(cdt).contiguous(), k.to(cdt).contiguous()
+        ev = e.to(cdt).reshape(BH, T, -1)  # values (BH, T, W)
+        W = ev.shape[-1]
+        qc, kc = (x.to(cdt).reshape(BH, T, -1).contiguous() for x in (q, k))
+        c3, d3 = (x.expand(B, H, 1, Dh, N).reshape(BH, 1, Dh, N) for x in (c, d))
         n_order = harmonic_orders(N, q.device).to(sdt)
-        force0 = torch.empty(B, H, T, Dh, dtype=sdt, device=q.device)
+        force0 = torch.empty(BH, T, Dh, dtype=sdt, device=q.device)
         force1 = torch.empty_like(force0)
         radial = torch.empty_like(force0)
-        lse0 = torch.empty(B, H, T, dtype=sdt, device=q.device)
+        lse0 = torch.empty(BH, T, dtype=sdt, device=q.device)
         lse1 = torch.empty_like(lse0) if mode == "separate_strict" else None
+        z0 = torch.empty(BH, block, W, dtype=sdt, device=q.device)  # per-block buffers
+        z1 = torch.empty_like(z0)
+        R3 = R.reshape(BH, T, Dh, N, 2)
         for t0 in range(0, T, block):
             t1 = min(T, t0 + block)
-            S = _scores(qc[:, :, t0:t1], kc[:, :, :t1], t0)
+            bq = t1 - t0
+            S = _scores(qc[:, t0:t1], kc[:, :t1], t0)
             lse = torch.logsumexp(S, -1)
-            lse0[:, :, t0:t1] = lse
+            lse0[:, t0:t1] = lse
             P = torch.exp(S - lse[..., None])
-            p0 = c * _complex((P.to(cdt) @ ev[:, :, :t1]).to(sdt), Dh, N)  # c Z0
+            _matmul_into(z0[:, :bq], P.to(cdt), ev[:, :t1])
             if mode == "separate_strict":
                 l1, S1 = _strict_softmax_lse(S, t0)
-                lse1[:, :, t0:t1] = l1
+                lse1[:, t0:t1] = l1
                 P = torch.exp(S1 - l1[..., None])
             else:
                 diag = _diagonal(P, t0).clone()
                 _diagonal(P, t0).zero_()  # successor weights, masked before they multiply
-            z1 = (P[..., : t1 - 1].to(cdt) @ ev[:, :, 1:t1]).to(sdt)
+            _matmul_into(z1[:, :bq], P[..., : t1 - 1].to(cdt), ev[:, 1:t1])
             if mode == "shared_self":  # the diagonal's successor is the token itself
-                z1 = z1 + diag[..., None] * ev[:, :, t0:t1].to(sdt)
-            p1 = d * _complex(z1, Dh, N)  # d Z1
-            cos, sin = R[:, :, t0:t1].to(sdt).unbind(-1)
+                z1[:, :bq] += diag[..., None] * ev[:, t0:t1].to(sdt)
+            p0 = c3 * _complex(z0[:, :bq], Dh, N)  # c Z0
+            p1 = d3 * _complex(z1[:, :bq], Dh, N)  # d Z1
+            cos, sin = R3[:, t0:t1].to(sdt).unbind(-1)
             for out, pull in ((force0, p0), (force1, p1)):
                 pr, pi = torch.view_as_real(pull).unbind(-1)
-                out[:, :, t0:t1] = (cos * pi - sin * pr).sum(-1)
+                out[:, t0:t1] = (cos * pi - sin * pr).sum(-1)
             pr, pi = torch.view_as_real(p0 + p1).unbind(-1)
-            radial[:, :, t0:t1] = ((cos * pr + sin * pi) * n_order).sum(-1)
+            radial[:, t0:t1] = ((cos * pr + sin * pi) * n_order).sum(-1)
         ctx.mode, ctx.block, ctx.n_harm = mode, block, N
         ctx.save_for_backward(theta_r, theta_s, q, k, c, d, lse0, lse1, force0, force1, radial)
-        return (force0 + force1).to(theta_r.dtype)
+        return (force0 + force1).view(B, H, T, Dh).to(theta_r.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         theta_r, theta_s, q, k, c, d, lse0, lse1, force0, force1, radial = ctx.saved_tensors
         mode, block, N = ctx.mode, ctx.block, ctx.n_harm
         B, H, T, Dh = theta_r.shape
+        BH = B * H
         cdt, sdt = _compute_dtype(q), force0.dtype
-        g = grad.to(sdt)
-        R = _phasors(theta_r, N).to(sdt)
-        e = R if theta_s is None else _phasors(theta_s, N).to(sdt)
-        ev = e.flatten(3).to(cdt)
-        qc, kc = q.to(cdt).contiguous(), k.to(cdt).contiguous()
+        g = grad.to(sdt).reshape(BH, T, Dh)
+        R = _phasors(theta_r, N).to(sdt).reshape(BH, T, Dh, N, 2)
+        e = R if theta_s is None else _phasors(theta_s, N).to(sdt).reshape(BH, T, Dh, N, 2)
+        ev = e.to(cdt).reshape(BH, T, -1)
+        W = ev.shape[-1]
+        qc, kc = (x.to(cdt).reshape(BH, T, -1).contiguous() for x in (q, k))
+        c3, d3 = (x.expand(B, H, 1, Dh, N).reshape(BH, 1, Dh, N) for x in (c, d))
         if mode == "separate_strict":  # one Delta per softmax: the force of its own term
             delta0, delta1 = (g * force0).sum(-1), (g * force1).sum(-1)
         else:
             delta0 = (g * (force0 + force1)).sum(-1)
         # dL/dpull = i g e^{i n theta_t} (complex gradient convention dRe + i dIm), real-interleaved
-        gP = _real(torch.complex(-g[..., None] * R[..., 1], g[..., None] * R[..., 0]))  # (B, H, T, W)
-        gz0 = _real(c.conj() * _complex(gP, Dh, N))
-        gz1 = _real(d.conj() * _complex(gP, Dh, N))
-        dq = torch.empty(q.shape, dtype=sdt, device=q.device)
-        dk = y0 = None
-        y1 = torch.zeros(ev.shape, dtype=sdt, device=q.device)  # sum_t W1_{t,u} gP_t, W1 the weights on e_u via d
-
-        def accumulate(total, part, t1):
-            if total is None:
-                return part
-            total[:, :, :t1] += part
-            return total
-
+        gPc = torch.complex(-g[..., None] * R[..., 1], g[..., None] * R[..., 0])  # (BH, T, D_h, N)
+        gP = _real(gPc).to(cdt)  # (BH, T, W)
+        gz0 = _real(c3.conj() * gPc).to(cdt)
+        gz1 = _real(d3.conj() * gPc).to(cdt)
+        del gPc
+        dq = torch.empty(BH, T, qc.shape[-1], dtype=sdt, device=q.device)
+        dk = torch.empty(BH, T, kc.shape[-1], dtype=sdt, device=q.device)
+        y0 = torch.empty(BH, T, W, dtype=sdt, device=q.device)  # sum_t A_{t,u} gP_t
+        y1 = torch.zeros(BH, T, W, dtype=sdt, device=q.device)  # sum_t W1_{t,u} gP_t, W1 the weights on e_u via d
         for t0 in reversed(range(0, T, block)):
             t1 = min(T, t0 + block)
+            first = t1 == T
             n = t1 - 1
-            q_blk = qc[:, :, t0:t1]
-            S = _scores(q_blk, kc[:, :, :t1], t0)
-            P = torch.exp(S - lse0[:, :, t0:t1, None])
-            gP_b = gP[:, :, t0:t1].to(cdt)
-            y0 = accumulate(y0, (P.transpose(-1, -2).to(cdt) @ gP_b).to(sdt), t1)
-            dP = (gz0[:, :, t0:t1].to(cdt) @ ev[:, :, :t1].transpose(-1, -2)).to(sdt)
-            G = (gz1[:, :, t0:t1].to(cdt) @ ev[:, :, 1:t1].transpose(-1, -2)).to(sdt)  # dZ1_t . e_{u+1}
+            q_blk = qc[:, t0:t1]
+            S = _scores(q_blk, kc[:, :t1], t0)
+            P = torch.exp(S - lse0[:, t0:t1, None])
+            gP_b = gP[:, t0:t1]
+            _matmul_into(y0[:, :t1], P.transpose(-1, -2).to(cdt), gP_b, accumulate=not first)
+            dP = torch.bmm(gz0[:, t0:t1], ev[:, :t1].transpose(-1, -2)).to(sdt)
+            G = torch.bmm(gz1[:, t0:t1], ev[:, 1:t1].transpose(-1, -2)).to(sdt)  # dZ1_t . e_{u+1}
             if mode == "separate_strict":
-                dS = P * (dP - delta0[:, :, t0:t1, None])
+                dS = P * (dP - delta0[:, t0:t1, None])
                 _, S1 = _strict_softmax_lse(S, t0)
-                W1 = torch.exp(S1 - lse1[:, :, t0:t1, None])[..., :n]
-                dS[..., :n] += W1 * (G - delta1[:, :, t0:t1, None])
+                W1 = torch.exp(S1 - lse1[:, t0:t1, None])[..., :n]
+                dS[..., :n] += W1 * (G - delta1[:, t0:t1, None])
             else:
                 _diagonal(G, t0).zero_()  # u = t has no visible successor
                 dP[..., :n] += G
                 if mode == "shared_self":
                     own = _diagonal(P, t0).clone()
-                    _diagonal(dP, t0).add_((gz1[:, :, t0:t1] * ev[:, :, t0:t1].to(sdt)).sum(-1))
-                    y1[:, :, t0:t1] += own[..., None] * gP[:, :, t0:t1]
-                dS = P * (dP - delta0[:, :, t0:t1, None])
+                    _diagonal(dP, t0).add_((gz1[:, t0:t1].to(sdt) * ev[:, t0:t1].to(sdt)).sum(-1))
+                    y1[:, t0:t1] += own[..., None] * gP_b.to(sdt)
+                dS = P * (dP - delta0[:, t0:t1, None])
                 _diagonal(P, t0).zero_()
                 W1 = P[..., :n]
-            if n > 0:
-                y1[:, :, 1:t1] += (W1.transpose(-1, -2).to(cdt) @ gP_b).to(sdt)  # weight on e_{u+1}
+            if n > 0:  # weight on e_{u+1}
+                _matmul_into(y1[:, 1:t1], W1.transpose(-1, -2).to(cdt), gP_b, accumulate=True)
             dSc = dS.to(cdt)
-            dq[:, :, t0:t1] = (dSc @ kc[:, :, :t1]).to(sdt)
-            dk = accumulate(dk, (dSc.transpose(-1, -2) @ q_blk).to(sdt), t1)
+            _matmul_into(dq[:, t0:t1], dSc, kc[:, :t1])
+            _matmul_into(dk[:, :t1], dSc.transpose(-1, -2), q_blk, accumulate=not first)
         y0c, y1c = _complex(y0, Dh, N), _complex(y1, Dh, N)
         ec = torch.view_as_complex(e)
-        dc = (ec.conj() * y0c).sum((0, 2)).reshape(c.shape)
-        dd = (ec.conj() * y1c).sum((0, 2)).reshape(d.shape)
-        de = torch.view_as_real(c.conj() * y0c + d.conj() * y1c)  # dL/d e^{i n theta_u}: (B, H, T, D_h, N, 2)
+        dc = (ec.conj() * y0c).reshape(B, H, T, Dh, N).sum((0, 2)).reshape(c.shape)
+        dd = (ec.conj() * y1c).reshape(B, H, T, Dh, N).sum((0, 2)).reshape(d.shape)
+        de = torch.view_as_real(c3.conj() * y0c + d3.conj() * y1c)  # dL/d e^{i n theta_u}
         n_order = harmonic_orders(N, q.device).to(sdt)
         d_theta_s = ((e[..., 0] * de[..., 1] - e[..., 1] * de[..., 0]) * n_order).sum(-1)
         d_theta_r = -g * radial
         if theta_s is None:
             d_theta_r, d_theta_s = d_theta_r + d_theta_s, None
-        cast = lambda x, ref: x.to(ref.dtype) if x is not None else None  # noqa: E731
+        cast = lambda x, ref: x.reshape(ref.shape).to(ref.dtype) if x is not None else None  # noqa: E731
         return (cast(d_theta_r, theta_r), cast(d_theta_s, theta_s), cast(dq, q), cast(dk, k),
                 dc.to(c.dtype), dd.to(d.dtype), None, None, None)
 
