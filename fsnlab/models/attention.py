@@ -84,8 +84,8 @@ def _strict_softmax_lse(S: torch.Tensor, t0: int) -> torch.Tensor:
 def _matmul_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, accumulate: bool = False) -> torch.Tensor:
     """``out (+)= a @ b`` for 3-D operands, in place: BLAS writes (or accumulates) straight into a
     strided view such as the rows ``[:t1]`` of a gradient, so no product is followed by an add pass."""
-    if a.dtype == out.dtype and b.dtype == out.dtype:
-        return out.baddbmm_(a, b, beta=1.0 if accumulate else 0.0)
+    if a.dtype == out.dtype and b.dtype == out.dtype:  # the out= form: FlopCounterMode counts it
+        return torch.baddbmm(out, a, b, beta=1.0 if accumulate else 0.0, out=out)
     if accumulate:
         return out.add_(torch.bmm(a, b).to(out.dtype))
     return out.copy_(torch.bmm(a, b))
