@@ -81,6 +81,22 @@ def _strict_softmax_lse(S: torch.Tensor, t0: int) -> torch.Tensor:
     return torch.where(torch.isinf(lse1), torch.zeros_like(lse1), lse1), S1
 
 
+def _successor_weights(S: torch.Tensor, P: torch.Tensor, t0: int, mode: str, lse1: torch.Tensor | None, rows: slice):
+    """The block's successor weights and ``P``'s diagonal (for ``shared_self``).
+
+    ``separate_strict``: their own softmax over ``u < t`` of the same scores (its log-sum-exp stored in
+    ``lse1[:, rows]``); the shared masks: ``P`` itself, its diagonal zeroed in place: the mask applied
+    before the weights multiply, never subtracted afterwards.
+    """
+    if mode == "separate_strict":
+        l1, S1 = _strict_softmax_lse(S, t0)
+        lse1[:, rows] = l1
+        return torch.exp(S1 - l1[..., None]), None
+    diag = _diagonal(P, t0).clone()
+    _diagonal(P, t0).zero_()
+    return P, diag
+
+
 def _matmul_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, accumulate: bool = False) -> torch.Tensor:
     """``out (+)= a @ b`` for 3-D operands, in place: BLAS writes (or accumulates) straight into a
     strided view such as the rows ``[:t1]`` of a gradient, so no product is followed by an add pass."""
@@ -123,13 +139,7 @@ class _BlockedDelayAttention(torch.autograd.Function):
             _matmul_into(z0[:, t0:t1], P.to(cdt), vc[:, :t1])
             if not has_z1:
                 continue
-            if mode == "separate_strict":
-                l1, S1 = _strict_softmax_lse(S, t0)
-                lse1[:, t0:t1] = l1
-                P = torch.exp(S1 - l1[..., None])
-            else:
-                diag = _diagonal(P, t0).clone()
-                _diagonal(P, t0).zero_()  # the successor weights: masked before they multiply
+            P, diag = _successor_weights(S, P, t0, mode, lse1, slice(t0, t1))
             _matmul_into(z1[:, t0:t1], P[..., : t1 - 1].to(cdt), succ[:, : t1 - 1])
             if mode == "shared_self":
                 z1[:, t0:t1] += diag[..., None] * w3[:, t0:t1].to(sdt)

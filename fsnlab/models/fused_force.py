@@ -29,7 +29,7 @@ import torch
 
 from fsnlab.models import attention
 from fsnlab.models.attention import (
-    _compute_dtype, _diagonal, _matmul_into, _scores, _softmax_dtype, _strict_softmax_lse,
+    _compute_dtype, _diagonal, _matmul_into, _scores, _softmax_dtype, _strict_softmax_lse, _successor_weights,
 )
 from fsnlab.models.kernel import harmonic_orders
 
@@ -79,13 +79,7 @@ class _FusedForce(torch.autograd.Function):
             lse0[:, t0:t1] = lse
             P = torch.exp(S - lse[..., None])
             _matmul_into(z0[:, :bq], P.to(cdt), ev[:, :t1])
-            if mode == "separate_strict":
-                l1, S1 = _strict_softmax_lse(S, t0)
-                lse1[:, t0:t1] = l1
-                P = torch.exp(S1 - l1[..., None])
-            else:
-                diag = _diagonal(P, t0).clone()
-                _diagonal(P, t0).zero_()  # successor weights, masked before they multiply
+            P, diag = _successor_weights(S, P, t0, mode, lse1, slice(t0, t1))
             _matmul_into(z1[:, :bq], P[..., : t1 - 1].to(cdt), ev[:, 1:t1])
             if mode == "shared_self":  # the diagonal's successor is the token itself
                 z1[:, :bq] += diag[..., None] * ev[:, t0:t1].to(sdt)
