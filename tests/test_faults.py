@@ -446,3 +446,35 @@ def test_explorer_serves_only_its_own_host(straight, tmp_path):
     for host in ("evil.example:8050", "evil.example", "127.0.0.1:9999", "127.0.0.1.evil.example:8050"):
         assert client.get("/", headers={"Host": host}).status_code == 403, host
         assert client.get("/_dash-layout", headers={"Host": host}).status_code == 403, host
+
+
+def test_sigterm_to_a_parallel_study_checkpoints_every_running_run(tmp_path):
+    """``--jobs 2``: SIGTERM to the study's process is passed on to its workers; each running run stops
+    after its step with a checkpoint, no further run starts, no lock is left, and the study exits 143."""
+    repo = Path(__file__).resolve().parents[1]
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, str(repo / "studies" / "matched_budget.py"), "--scale", "smoke", "--jobs", "2",
+           "--threads", "1", "--max-steps", "100000", "--arms", "fsn,transformer", "--corpora", "text",
+           "--out", str(tmp_path / "study"), "--runs", str(runs), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=repo, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # both runs are training once each has logged a step
+            logs = list(runs.glob("*/metrics.jsonl"))
+            if len(logs) == 2 and all('"train"' in p.read_text() for p in logs):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the two runs did not start training")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, out[-2000:]
+    dirs = sorted(p for p in runs.iterdir() if p.is_dir())
+    assert len(dirs) == 2, "a run started after the signal"
+    for run in dirs:
+        assert (run / "checkpoint.pt").is_file() and not (run / LOCK_NAME).exists()
+        assert load_checkpoint(run)["step"] > 0

@@ -273,8 +273,9 @@ def run_study(
     )
     crashed = [o for o in outcomes if o.action == "failed" and not (o.error or "").startswith("TrainingError")]
     unfinished = status["done"] + status["failed"] < len(manifest)
-    interrupted = any(o.action == "interrupted" for o in outcomes)
-    code = 1 if crashed else 130 if interrupted else 3 if unfinished else 0
+    stops = [o.signum or 2 for o in outcomes if o.action == "interrupted"]
+    # 128 + the stop signal, as a shell reports it: 143 after SIGTERM (a requeued SLURM job resumes), 130 after Ctrl-C
+    code = 1 if crashed else 128 + max(stops) if stops else 3 if unfinished else 0
     return StudyResult(manifest, outcomes, dataset_path, report_path, code, time.perf_counter() - start, ds)
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class Outcome:
     seconds: float = 0.0
     val_bpc: float | None = None
     error: str | None = None
+    signum: int | None = None  # the stop signal of an interrupted run (SIGINT, SIGTERM)
 
     @property
     def trained(self) -> bool:
@@ -98,9 +100,10 @@ def _train_locked(
             if device:
                 cfg = dataclasses.replace(cfg, device=device)
             result = train(cfg, path, quiet=quiet)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         after = run_state(path)
-        return Outcome(name, "interrupted", after.status, after.step, after.total_steps, time.perf_counter() - start)
+        return Outcome(name, "interrupted", after.status, after.step, after.total_steps, time.perf_counter() - start,
+                       signum=getattr(exc, "signum", signal.SIGINT))
     except Exception as exc:  # a failed run must not stop the others; it is recorded and reported
         message = one_line(exc) or type(exc).__name__
         path.mkdir(parents=True, exist_ok=True)
@@ -126,15 +129,66 @@ def _train_locked(
 _WORKER: dict[str, Any] = {}
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def _init_worker(devices: Any, threads: int | None) -> None:
     _WORKER["device"] = devices.get() if devices is not None else None
     _WORKER["threads"] = threads
+    # A stop signal that reaches an idle worker (between two runs) must not kill it: it is noted,
+    # and the worker trains nothing more. While a run trains, the trainer's own handler takes over
+    # (checkpoint at the next step boundary) and puts this one back afterwards.
+    for signum in _STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _note_stop)
+
+
+def _note_stop(signum: int, frame: Any) -> None:
+    _WORKER["stopped"] = signum
 
 
 def _pool_task(run_dir: str, config: dict[str, Any], retry_failed: bool) -> Outcome:
-    return train_one(
+    if _WORKER.get("stopped"):
+        state = run_state(Path(run_dir))
+        return Outcome(Path(run_dir).name, "interrupted", state.status, state.step, state.total_steps,
+                       signum=_WORKER["stopped"])
+    outcome = train_one(
         run_dir, config, device=_WORKER.get("device"), threads=_WORKER.get("threads"), retry_failed=retry_failed
     )
+    if outcome.action == "interrupted":  # the trainer took the signal: this worker trains nothing more
+        _WORKER["stopped"] = outcome.signum or signal.SIGINT
+    return outcome
+
+
+class _ForwardStopSignals:
+    """In the study's own process, while a pool trains: SIGINT/SIGTERM are passed on to every worker,
+    whose trainer stops after its step with a checkpoint, instead of killing this process (and with it
+    the workers' unsaved steps). Signals this process ignores (``nohup``) stay ignored."""
+
+    def __init__(self, pool: cf.ProcessPoolExecutor) -> None:
+        self.pool, self.signum, self._previous = pool, None, {}
+
+    def __enter__(self) -> "_ForwardStopSignals":
+        for signum in _STOP_SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                self._previous[signum] = signal.signal(signum, self._forward)
+        return self
+
+    def _forward(self, signum: int, frame: Any) -> None:
+        first = self.signum is None
+        self.signum = signum
+        for process in list(getattr(self.pool, "_processes", {}).values()):
+            try:
+                os.kill(process.pid, signum)
+            except OSError:
+                pass
+        if first:
+            print(f"study: {signal.Signals(signum).name}: every run stops after its step with a checkpoint",
+                  flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def execute(
@@ -215,11 +269,17 @@ def _execute_local(todo, runs_dir: Path, jobs: int, devices, threads, retry_fail
         queue = ctx.Queue()
         for i in range(workers):
             queue.put(devices[i % len(devices)])
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, threads)) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, threads)) as pool, \
+            _ForwardStopSignals(pool) as stop:
         futures = {pool.submit(_pool_task, str(runs_dir / r.name), r.config.to_dict(), retry_failed): r for r in todo}
         try:
             for future in cf.as_completed(futures):
                 run = futures[future]
+                if stop.signum is not None:  # no new run starts after a stop signal
+                    for f in futures:
+                        f.cancel()
+                if future.cancelled():
+                    continue
                 try:
                     yield future.result()
                 except Exception as exc:  # the worker process itself died (e.g. out of memory)
