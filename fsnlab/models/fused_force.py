@@ -50,41 +50,6 @@ def _real(z: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(z).flatten(-3)
 
 
-def _row_parts(t0: int, t1: int) -> list[tuple[int, int, int]]:
-    """The block's query rows as two halves, each with the number of keys it can see, the half that
-    sees every key first: ``[(r0, r1, keys), ...]``. The value products then skip the upper-right
-    quarter of the diagonal square, whose weights are all zero (12.5% of a 128-row block's work
-    instead of 25%), while the softmax still runs on the whole block."""
-    bq = t1 - t0
-    if bq < 32:
-        return [(0, bq, t1)]
-    h = bq // 2
-    return [(h, bq, t1), (0, h, t0 + h)]
-
-
-def _weights_at(out, P, V, parts, shift: int = 0) -> None:
-    """``out[r] = P[r, :keys - shift] @ V[shift:keys]`` for each part's rows ``r`` (``shift=1``: successors)."""
-    for r0, r1, n in parts:
-        _matmul_into(out[:, r0:r1], P[:, r0:r1, : n - shift], V[:, shift:n])
-
-
-def _weights_t_at(out, P, G, parts, accumulate: bool, shift: int = 0) -> None:
-    """``out[shift:keys] (+)= P[r, :keys - shift]^T @ G[r]`` summed over the parts (the first writes)."""
-    for i, (r0, r1, n) in enumerate(parts):
-        _matmul_into(out[:, shift:n], P[:, r0:r1, : n - shift].transpose(-1, -2), G[:, r0:r1],
-                     accumulate=accumulate or i > 0)
-
-
-def _grads_at(G, V, parts, width: int, shift: int = 0, dtype=None) -> torch.Tensor:
-    """``(BH, bq, width)`` with ``[r, :keys - shift] = G[r] @ V[shift:keys]^T`` per part and 0 where a
-    part sees no key (there the weights are 0 too, so the zero only keeps ``P * dP`` finite)."""
-    out = torch.empty(G.shape[0], G.shape[1], width, dtype=dtype or G.dtype, device=G.device)
-    for r0, r1, n in parts:
-        _matmul_into(out[:, r0:r1, : n - shift], G[:, r0:r1], V[:, shift:n].transpose(-1, -2))
-        out[:, r0:r1, n - shift:] = 0
-    return out
-
-
 class _FusedForce(torch.autograd.Function):
     @staticmethod
     def forward(ctx, theta_r, theta_s, q, k, c, d, n_harm: int, mode: str, block: int):
@@ -113,10 +78,9 @@ class _FusedForce(torch.autograd.Function):
             lse = torch.logsumexp(S, -1)
             lse0[:, t0:t1] = lse
             P = torch.exp(S - lse[..., None])
-            parts = _row_parts(t0, t1)
-            _weights_at(z0[:, :bq], P.to(cdt), ev, parts)
+            _matmul_into(z0[:, :bq], P.to(cdt), ev[:, :t1])
             P, diag = _successor_weights(S, P, t0, mode, lse1, slice(t0, t1))
-            _weights_at(z1[:, :bq], P.to(cdt), ev, parts, shift=1)
+            _matmul_into(z1[:, :bq], P[..., : t1 - 1].to(cdt), ev[:, 1:t1])
             if mode == "shared_self":  # the diagonal's successor is the token itself
                 z1[:, :bq] += diag[..., None] * ev[:, t0:t1].to(sdt)
             p0 = c3 * _complex(z0[:, :bq], Dh, N)  # c Z0
@@ -168,10 +132,9 @@ class _FusedForce(torch.autograd.Function):
             # dL/dZ0 = conj(c) gP and dL/dZ1 = conj(d) gP, for this block's rows only (bounded memory)
             gz0 = _real(c_conj * _complex(gP_sdt, Dh, N)).to(cdt)
             gz1 = _real(d_conj * _complex(gP_sdt, Dh, N)).to(cdt)
-            parts = _row_parts(t0, t1)
-            _weights_t_at(y0, P.to(cdt), gP_b, parts, accumulate=not first)
-            dP = _grads_at(gz0, ev, parts, t1, dtype=sdt)
-            G = _grads_at(gz1, ev, parts, t1 - 1, shift=1, dtype=sdt)  # dZ1_t . e_{u+1}
+            _matmul_into(y0[:, :t1], P.transpose(-1, -2).to(cdt), gP_b, accumulate=not first)
+            dP = torch.bmm(gz0, ev[:, :t1].transpose(-1, -2)).to(sdt)
+            G = torch.bmm(gz1, ev[:, 1:t1].transpose(-1, -2)).to(sdt)  # dZ1_t . e_{u+1}
             if mode == "separate_strict":
                 dS = P * (dP - delta0[:, t0:t1, None])
                 _, S1 = _strict_softmax_lse(S, t0)
@@ -188,7 +151,7 @@ class _FusedForce(torch.autograd.Function):
                 _diagonal(P, t0).zero_()
                 W1 = P[..., :n]
             if n > 0:  # weight on e_{u+1}
-                _weights_t_at(y1, W1.to(cdt), gP_b, parts, accumulate=True, shift=1)
+                _matmul_into(y1[:, 1:t1], W1.transpose(-1, -2).to(cdt), gP_b, accumulate=True)
             dSc = dS.to(cdt)
             _matmul_into(dq[:, t0:t1], dSc, kc[:, :t1])
             _matmul_into(dk[:, :t1], dSc.transpose(-1, -2), q_blk, accumulate=not first)
