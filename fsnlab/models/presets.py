@@ -1,7 +1,7 @@
 """Named presets: the parameter ladder of the paper (spec §7.2-§7.3, OQ-31) plus small rungs.
 
 Each rung has four families at the same parameter budget (every count within 1% of the rung's
-target; ``tests/test_presets.py`` checks it):
+target; ``tests/test_models.py::test_every_preset_is_within_one_percent_of_its_rung`` checks it):
 
 * ``fsn-*``: the full FSN kernel (harmonics, Sakaguchi angles, delay);
 * ``ka-*``: the unfrustrated base layer, Kuramoto attention (``kernel="base"``, §6);

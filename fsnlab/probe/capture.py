@@ -22,7 +22,7 @@ from fsnlab.probe.schema import wrap_phase
 
 @dataclass(frozen=True)
 class CaptureSettings:
-    """What to read on each batch (resolved by :func:`fsnlab.probe.core.probe_plan`)."""
+    """What to read on each batch (resolved from the probe options by :func:`fsnlab.probe.core._settings`)."""
 
     attention: bool  # store the top-k coupling weights per query
     top_k: int  # k for attention (already clamped to the window length)
