@@ -278,7 +278,10 @@ def _execute_local(todo, runs_dir: Path, jobs: int, devices, threads, retry_fail
                 if stop.signum is not None:  # no new run starts after a stop signal
                     for f in futures:
                         f.cancel()
-                if future.cancelled():
+                if future.cancelled():  # never started: reported as interrupted, its state unchanged
+                    state = run_state(runs_dir / run.name)
+                    yield Outcome(run.name, "interrupted", state.status, state.step, state.total_steps,
+                                  signum=stop.signum)
                     continue
                 try:
                     yield future.result()
