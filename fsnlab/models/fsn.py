@@ -83,15 +83,6 @@ def as_complex(re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
     return torch.complex(re.to(dtype), im.to(dtype))
 
 
-def shift_to_successor(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """``x`` with position ``u`` (along ``dim``, the positions) holding ``x[u + 1]`` and a zero at ``T - 1`` (§3.4).
-
-    The zero is never read: the successor of the last key is only visible to no query.
-    """
-    T = x.shape[dim]
-    return torch.cat([x.narrow(dim, 1, T - 1), torch.zeros_like(x.narrow(dim, 0, 1))], dim=dim)
-
-
 def head_major(x: torch.Tensor, n_head: int) -> torch.Tensor:
     """``(B, T, D)`` -> contiguous ``(B, H, T, D_h)``: the phases of each head's coordinates."""
     B, T, D = x.shape
@@ -299,30 +290,33 @@ class FSNAttention(nn.Module):
             sender = None if self.value_proj is None else head_major(self.sender_phases(theta), H)
             force = fused_delay_force(theta_h, sender, q, k, c, d, N, cfg.delay_mask)
             if hooked:
-                e = harmonic_phasors(theta_h if sender is None else sender, N).flatten(3)
-                z0, z1 = delay_attention(q, k, e, None, e, cfg.delay_mask, separate=True)
-                to_complex = lambda z: torch.view_as_complex(z.unflatten(-1, (-1, N, 2)))  # noqa: E731
-                self._emit_order_parameters(q, k, to_complex(z0), to_complex(z1))
+                sent = harmonic_phasors(theta_h if sender is None else sender, N)
+                self._emit_order_parameters(q, k, *self._order_parameters(q, k, sent, True))
             return self._step(theta, merge_heads(force, cfg.d_phase).squeeze(-1))
         receiver = harmonic_phasors(theta_h, N)  # e^{i n theta_t}: (B, H, T, D_h, N, 2)
         sent = receiver if self.value_proj is None else harmonic_phasors(head_major(self.sender_phases(theta), H), N)
-        e = sent.flatten(3)  # (B, H, T, D_h N 2)
-        if d is None:
-            z0, z1 = causal_attention(q, k, e), None
-        else:
-            # successors' values: e shifted by one position (s_u = e_{u+1}); the diagonal's own: e_t
-            z0, z1 = delay_attention(q, k, e, None, e, cfg.delay_mask, separate=True)
-        # complex views (no copies) of the order parameters, (B, H, T, D_h, N)
-        z0 = torch.view_as_complex(z0.unflatten(-1, (-1, N, 2)))
+        z0, z1 = self._order_parameters(q, k, sent, d is not None)
         pull = c * z0
         if z1 is not None:
-            z1 = torch.view_as_complex(z1.unflatten(-1, (-1, N, 2)))
             pull = pull + d * z1
         # the tangent projection sum_n Im(e^{-i n theta_t} pull_n) (§3.5), back to (B, T, D)
         force = merge_heads(tangent_force(theta_h, receiver, pull), cfg.d_phase).squeeze(-1)
         if hooked:
             self._emit_order_parameters(q, k, z0, z1)
         return self._step(theta, force)
+
+    def _order_parameters(self, q, k, sent: torch.Tensor, has_delay: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The raw order parameters ``Z0, Z1`` (kernel not applied) as complex ``(B, H, T, D_h, N)`` views,
+        from the senders' phasors ``sent (B, H, T, D_h, N, 2)`` (§3.4). The successors' values are
+        ``e`` shifted by one position (``s_u = e_{u+1}``); the diagonal's own, ``e_t``."""
+        N = sent.shape[-2]
+        e = sent.flatten(3)  # (B, H, T, D_h N 2): contiguous values
+        if has_delay:
+            z0, z1 = delay_attention(q, k, e, None, e, self.config.delay_mask, separate=True)
+        else:
+            z0, z1 = causal_attention(q, k, e), None
+        as_complex_view = lambda z: torch.view_as_complex(z.unflatten(-1, (-1, N, 2)))  # noqa: E731
+        return as_complex_view(z0), (as_complex_view(z1) if z1 is not None else None)
 
     def _step(self, theta: torch.Tensor, force: torch.Tensor) -> torch.Tensor:
         """The Euler step ``theta + eta F (+ Omega)`` (§3.5) of a force ``(B, T, D)``."""
