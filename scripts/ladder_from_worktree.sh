@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run (or resume) the regime ladder from a pinned git worktree, so that edits to this checkout
+# while the ladder trains for hours never reach its processes. Runs and reports stay in this
+# checkout's runs/ (the paths are resolved from the current directory).
+#   scripts/ladder_from_worktree.sh [COMMIT]        start or resume (default: HEAD)
+#   kill -TERM $(cat runs/regime_ladder.pid)        stop; every running run checkpoints
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+commit="${1:-HEAD}"
+tree="${LADDER_WORKTREE:-$root/../ladder}"
+cd "$root"
+if [ -d "$tree" ]; then git -C "$tree" checkout --quiet --detach "$commit"; else git worktree add --detach "$tree" "$commit"; fi
+mkdir -p runs
+OMP_NUM_THREADS=1 PYTHONPATH="$tree" setsid "$root/.venv/bin/python" "$tree/studies/regime_ladder.py" \
+    --scale paper --jobs 2 --threads 1 --quiet >> runs/regime_ladder.log 2>&1 &
+echo $! > runs/regime_ladder.pid
+echo "regime ladder from $(git -C "$tree" rev-parse --short HEAD) in $tree: pid $(cat runs/regime_ladder.pid), log runs/regime_ladder.log"
