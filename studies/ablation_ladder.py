@@ -7,10 +7,13 @@ are shared with the matched-budget study).
     python studies/ablation_ladder.py --scale paper --data enwik8:data/enwik8.zip
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the Options dataclass needs real field types, since
+# dataclasses cannot resolve string annotations in a script loaded by path (as the tests load it).
+
+from dataclasses import dataclass
 
 from fsnlab.study import Manifest
-from fsnlab.study.driver import StudyContext, add_lr_arguments, arm_lrs, entry_points, split_list
+from fsnlab.study.driver import LrOptions, StudyContext, add_options, arm_lrs, entry_points, split_list
 
 KIND = "ablation_ladder"
 KERNELS = ("base", "+harmonics", "+sakaguchi", "+delay", "full")
@@ -31,9 +34,15 @@ def build_manifest(ctx: StudyContext) -> Manifest:
     return manifest
 
 
+@dataclass
+class Options(LrOptions):
+    """The ablation ladder's options besides the shared ones (one flag per field)."""
+
+    kernels: str = ",".join(KERNELS)  # comma-separated kernel settings
+
+
 def add_arguments(parser) -> None:  # noqa: ANN001
-    parser.add_argument("--kernels", metavar="LIST", help=f"comma-separated kernel settings (default {','.join(KERNELS)})")
-    add_lr_arguments(parser)
+    add_options(parser, Options)
 
 
 run, main = entry_points(KIND, __doc__, build_manifest, (), add_arguments)

@@ -6,10 +6,13 @@ LRs feed the other studies through ``--tuned STUDY_DIR``.
     python studies/baseline_tuning.py --scale paper --data enwik8:data/enwik8.zip   # {1e-3, 2e-3, 3e-3, 5e-3}
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the Options dataclass needs real field types, since
+# dataclasses cannot resolve string annotations in a script loaded by path (as the tests load it).
+
+from dataclasses import dataclass
 
 from fsnlab.study import Manifest
-from fsnlab.study.driver import StudyContext, add_arms_argument, entry_points, float_list, split_list
+from fsnlab.study.driver import StudyContext, add_arms_argument, add_options, entry_points, float_list, split_list
 
 KIND = "baseline_tuning"
 ARMS = ("transformer", "fsn")
@@ -30,9 +33,16 @@ def build_manifest(ctx: StudyContext) -> Manifest:
     return manifest
 
 
+@dataclass
+class Options:
+    """The baseline tuning's options besides the shared ones and --arms (one flag per field)."""
+
+    lrs: str | None = None  # comma-separated peak LRs (default: smoke 1e-2,3e-3; paper 1e-3,2e-3,3e-3,5e-3)
+
+
 def add_arguments(parser) -> None:  # noqa: ANN001
     add_arms_argument(parser, ARMS)
-    parser.add_argument("--lrs", metavar="LIST", help="comma-separated peak LRs (default: smoke 1e-2,3e-3; paper 1e-3,2e-3,3e-3,5e-3)")
+    add_options(parser, Options)
 
 
 run, main = entry_points(KIND, __doc__, build_manifest, (), add_arguments)

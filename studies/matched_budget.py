@@ -8,11 +8,14 @@ mean ± sd, median, a t-distribution 95% CI, and paired t / Wilcoxon tests again
     python studies/matched_budget.py --scale paper --data enwik8:data/enwik8.zip [--epochs 50] [--tuned runs/studies/paper/baseline_tuning]
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the Options dataclass needs real field types, since
+# dataclasses cannot resolve string annotations in a script loaded by path (as the tests load it).
+
+from dataclasses import dataclass
 
 from fsnlab.study import Manifest
 from fsnlab.study.driver import (
-    StudyContext, add_arm_runs, add_arms_argument, add_lr_arguments, arm_lrs, entry_points, split_list,
+    LrOptions, StudyContext, add_arm_runs, add_arms_argument, add_options, arm_lrs, entry_points, split_list,
 )
 
 KIND = "matched_budget"
@@ -35,10 +38,16 @@ def build_manifest(ctx: StudyContext) -> Manifest:
     return manifest
 
 
+@dataclass
+class Options(LrOptions):
+    """The matched-budget study's options besides the shared ones and --arms (one flag per field)."""
+
+    corpora: str = ",".join(CORPORA)  # comma-separated corpora of the runs, text and/or code
+
+
 def add_arguments(parser) -> None:  # noqa: ANN001
     add_arms_argument(parser, ARMS)
-    parser.add_argument("--corpora", metavar="LIST", help="text,code (default both)")
-    add_lr_arguments(parser)
+    add_options(parser, Options)
 
 
 run, main = entry_points(KIND, __doc__, build_manifest, (), add_arguments)

@@ -28,16 +28,18 @@ they stand, training nothing (e.g. while another process trains); every pass als
     python studies/regime_ladder.py --scale paper --report-only
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the Options dataclass needs real field types, since
+# dataclasses cannot resolve string annotations in a script loaded by path (as the tests load it).
 
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from fsnlab.study import Manifest
 from fsnlab.study.driver import (
-    StudyContext, StudyResult, add_arms_argument, arm_lrs, entry_points, make_context, split_list, study_parser,
+    StudyContext, StudyResult, add_arms_argument, add_options, arm_lrs, entry_points, make_context, split_list, study_parser,
 )
 from fsnlab.study.manifest import StudyError
 from fsnlab.study.protocol import normalize_data_spec
@@ -241,19 +243,28 @@ def analyse(ds, manifest: Manifest, ctx: StudyContext):  # noqa: ANN001, ANN201
                            log=ctx.log)
 
 
+@dataclass
+class Options:
+    """The regime ladder's options besides the shared ones and --arms (one flag per field)."""
+
+    lr: list[str] = field(default_factory=list)
+    """default peak LR of one arm (fsn=5e-3) or of every arm, for the budgets up to the check budget
+    (default 1e-2)"""
+    long_lr: list[str] = field(default_factory=list)
+    """peak LR of an arm's runs above the check budget (default: the best of its LR check; they wait
+    for it)"""
+    budgets: str | None = None  # training budgets in epochs, comma-separated (default 1,5,15,50)
+    check_budget: float | None = None  # budget of the LR check, FSN-MF and the first KA runs (default 15)
+    check_lrs: str | None = None  # LRs of the LR check, comma-separated (default 5e-3,1e-2,2e-2)
+    report_only: bool = False  # write study.nc and report.html from the runs as they stand; train nothing
+    poll_s: float = 300.0
+    """when the long runs wait for LR-check runs another process is training: check again every X
+    seconds (default 300; 0: do not wait)"""
+
+
 def add_arguments(parser) -> None:  # noqa: ANN001
     add_arms_argument(parser, ARMS)
-    parser.add_argument("--lr", action="append", default=[], metavar="[ARM=]LR",
-                        help="default peak LR of one arm (fsn=5e-3) or of every arm, for the budgets up to the check budget (default 1e-2)")
-    parser.add_argument("--long-lr", action="append", default=[], metavar="ARM=LR",
-                        help="peak LR of an arm's runs above the check budget (default: the best of its LR check; they wait for it)")
-    parser.add_argument("--budgets", metavar="LIST", help="training budgets in epochs (default 1,5,15,50)")
-    parser.add_argument("--check-budget", type=float, metavar="E", help="budget of the LR check, FSN-MF and the first KA runs (default 15)")
-    parser.add_argument("--check-lrs", metavar="LIST", help="LRs of the LR check (default 5e-3,1e-2,2e-2)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="write study.nc and report.html from the runs as they stand; train nothing")
-    parser.add_argument("--poll-s", type=float, default=300.0, metavar="S",
-                        help="when the long runs wait for LR-check runs another process is training: check again every S seconds (default 300; 0: do not wait)")
+    add_options(parser, Options, overrides={"long_lr": {"metavar": "ARM=LR"}})
 
 
 _run_pass, _ = entry_points(KIND, __doc__, build_manifest, (analyse,), add_arguments)

@@ -6,11 +6,14 @@ fixed. Smoke: the tiny and small rungs.
     python studies/scale_ladder.py --scale paper --data enwik8:data/enwik8.zip [--rungs 1m,2m,4m,8m]
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the Options dataclass needs real field types, since
+# dataclasses cannot resolve string annotations in a script loaded by path (as the tests load it).
+
+from dataclasses import dataclass
 
 from fsnlab.study import Manifest
 from fsnlab.study.driver import (
-    StudyContext, add_arm_runs, add_arms_argument, add_lr_arguments, arm_lrs, entry_points, split_list,
+    LrOptions, StudyContext, add_arm_runs, add_arms_argument, add_options, arm_lrs, entry_points, split_list,
 )
 
 KIND = "scale_ladder"
@@ -30,10 +33,16 @@ def build_manifest(ctx: StudyContext) -> Manifest:
     return manifest
 
 
+@dataclass
+class Options(LrOptions):
+    """The scale ladder's options besides the shared ones and --arms (one flag per field)."""
+
+    rungs: str | None = None  # comma-separated rungs (default: smoke tiny,small; paper 1m,2m,4m)
+
+
 def add_arguments(parser) -> None:  # noqa: ANN001
     add_arms_argument(parser, ARMS)
-    parser.add_argument("--rungs", metavar="LIST", help="comma-separated rungs (default: smoke tiny,small; paper 1m,2m,4m)")
-    add_lr_arguments(parser)
+    add_options(parser, Options)
 
 
 run, main = entry_points(KIND, __doc__, build_manifest, (), add_arguments)

@@ -12,6 +12,7 @@ which analyses it adds; everything else is here, so every study has the same opt
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from fsnlab.commands.options import add_dataclass_arguments
 from fsnlab.errors import FsnlabError, one_line
 from fsnlab.study.dataset import assemble, write_dataset
 from fsnlab.study.manifest import SCALES, Manifest, StudyError, run_state
@@ -69,37 +71,78 @@ class StudyResult:
 Analysis = Callable[[Any, Manifest, StudyContext], Any]
 
 
+@dataclass
+class StudyOptions:
+    """The options every study script shares (its own come from its ``Options``, :func:`add_options`)."""
+
+    scale: str = "smoke"  # smoke: CPU, about a minute; paper: the spec's protocol (GPUs)
+    data: str | None = None  # text corpus (paper: enwik8:PATH, required; smoke default: embedded)
+    code_data: str | None = None  # code corpus (default: code, the standard library's *.py; spec OQ-29: CodeParrot via code:DIR)
+    out: str | None = None  # study directory for study.nc, report.html, manifest.json (default runs/studies/SCALE/STUDY)
+    runs: str | None = None  # run pool shared between studies (default runs/studies/SCALE/runs)
+    seeds: int | None = None  # seeds per arm (default: the scale's, 5 headline / 3 elsewhere; smoke 2)
+    epochs: float | None = None  # training length in epochs (paper default 30; 50 for the extension runs)
+    max_steps: int | None = None  # training length in steps, overriding --epochs (default: the scale's; smoke 30)
+    eval_bytes: int | None = None  # evaluate on the first N validation bytes (default: smoke 4096, paper all)
+    jobs: int = 1  # runs at a time on this machine (default 1: in this process)
+    devices: str | None = None  # comma-separated devices for local jobs, e.g. cuda:0,cuda:1 (default: each run's auto)
+    threads: int | None = None  # torch CPU threads per run (default: cores // jobs when jobs > 1)
+    executor: str = "local"  # local (process pool) or slurm (through submitit)
+    slurm_partition: str | None = None  # slurm: the partition to submit to
+    slurm_timeout_min: int = 60 * 24  # per job; a timed-out job is requeued and resumes
+    slurm_gpus: int = 1  # GPUs per job
+    slurm_cpus: int = 8  # CPUs per job
+    slurm_mem_gb: float | None = None  # memory per job in GB (default: the partition's)
+    slurm_parallel: int | None = None  # at most N jobs of the array at a time
+    slurm_param: list[str] = field(default_factory=list)  # any other submitit parameter, e.g. slurm_account=abc (repeatable)
+    no_wait: bool = False  # slurm: submit and return; rerun the script later to assemble the report
+    retry_failed: bool = False  # run again the runs whose training failed before
+    dry_run: bool = False  # list the runs and their state, train nothing
+    analysis_device: str = "auto"  # device for analyses that run the trained models
+    overwrite: bool = False  # let --out be a folder that holds other files (not a study of ours); same-named files are replaced
+    quiet: bool = False  # only the summary lines
+
+
+@dataclass
+class LrOptions:
+    """The peak learning rates of a study's arms (the studies that train the headline arms)."""
+
+    lr: list[str] = field(default_factory=list)  # peak LR of one arm (fsn=5e-3) or of every arm (3e-3); repeatable (default: the scale's)
+    tuned: str | None = None  # take each arm's LR from a baseline-tuning study (its lowest mean final bpc)
+
+
+# What the fields cannot say themselves: choices held elsewhere, and metavars that name a syntax.
+OPTION_FLAGS: dict[str, dict[str, Any]] = {
+    "scale": {"choices": SCALES},
+    "executor": {"choices": EXECUTORS},
+    "data": {"metavar": "SPEC"},
+    "code_data": {"metavar": "SPEC"},
+    "out": {"metavar": "DIR"},
+    "runs": {"metavar": "DIR"},
+    "tuned": {"metavar": "STUDY_DIR"},
+    "devices": {"metavar": "LIST"},
+    "analysis_device": {"metavar": "DEV"},
+    "slurm_partition": {"metavar": "NAME"},
+    "slurm_param": {"metavar": "KEY=VALUE"},
+    "lr": {"metavar": "[ARM=]LR"},
+}
+
+
+def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, **kwargs: Any) -> dict[str, str]:
+    """One option per field of the dataclass ``cls`` (:mod:`fsnlab.commands.options`), with the
+    study options' choices and metavars (:data:`OPTION_FLAGS`); a bool field is a plain switch."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    overrides = {name: spec for name, spec in OPTION_FLAGS.items() if name in names}
+    overrides.update(kwargs.pop("overrides", {}))
+    return add_dataclass_arguments(parser, cls, overrides=overrides, negatable=False, **kwargs)
+
+
 def study_parser(kind: str, description: str) -> argparse.ArgumentParser:
+    """The parser of ``studies/<kind>.py`` with the shared options (:class:`StudyOptions`)."""
     p = argparse.ArgumentParser(prog=f"studies/{kind}.py", description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", choices=SCALES, default="smoke", help="smoke: CPU, about a minute; paper: the spec's protocol (GPUs)")
-    p.add_argument("--data", metavar="SPEC", help="text corpus (paper: enwik8:PATH, required; smoke default: embedded)")
-    p.add_argument("--code-data", metavar="SPEC", help="code corpus (default: code, the standard library's *.py; spec OQ-29: CodeParrot via code:DIR)")
-    p.add_argument("--out", metavar="DIR", help=f"study directory for study.nc, report.html, manifest.json (default {DEFAULT_ROOT}/SCALE/{kind})")
-    p.add_argument("--runs", metavar="DIR", help=f"run pool shared between studies (default {DEFAULT_ROOT}/SCALE/runs)")
-    p.add_argument("--seeds", type=int, metavar="N", help="seeds per arm (overrides the scale's 5 headline / 3 elsewhere; smoke 2)")
-    p.add_argument("--epochs", type=float, metavar="E", help="training length in epochs (paper default 30; 50 for the extension runs)")
-    p.add_argument("--max-steps", type=int, metavar="S", help="training length in steps (overrides --epochs)")
-    p.add_argument("--eval-bytes", type=int, metavar="N", help="evaluate on the first N validation bytes (default: smoke 4096, paper all)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at a time on this machine (default 1: in this process)")
-    p.add_argument("--devices", metavar="LIST", help="comma-separated devices for local jobs, e.g. cuda:0,cuda:1 (default: each run's auto)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per run (default: cores // jobs when jobs > 1)")
-    p.add_argument("--executor", choices=EXECUTORS, default="local", help="local (process pool) or slurm (through submitit)")
-    p.add_argument("--slurm-partition", metavar="NAME")
-    p.add_argument("--slurm-timeout-min", type=int, default=60 * 24, metavar="MIN", help="per job; a timed-out job is requeued and resumes (default 1440)")
-    p.add_argument("--slurm-gpus", type=int, default=1, metavar="N", help="GPUs per job (default 1)")
-    p.add_argument("--slurm-cpus", type=int, default=8, metavar="N", help="CPUs per job (default 8)")
-    p.add_argument("--slurm-mem-gb", type=float, metavar="GB")
-    p.add_argument("--slurm-parallel", type=int, metavar="N", help="at most N jobs of the array at a time")
-    p.add_argument("--slurm-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other submitit parameter, e.g. slurm_account=abc (repeatable)")
-    p.add_argument("--no-wait", action="store_true", help="slurm: submit and return; rerun the script later to assemble the report")
-    p.add_argument("--retry-failed", action="store_true", help="run again the runs whose training failed before")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and their state, train nothing")
-    p.add_argument("--analysis-device", default="auto", metavar="DEV", help="device for analyses that run the trained models (default auto)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="let --out be a folder that holds other files (not a study of ours); same-named files are replaced")
-    p.add_argument("--quiet", action="store_true", help="only the summary lines")
+    out_help = f"study directory for study.nc, report.html, manifest.json (default {DEFAULT_ROOT}/SCALE/{kind})"
+    add_options(p, StudyOptions, overrides={"out": {"metavar": "DIR", "help": out_help}})
     return p
 
 
@@ -316,8 +359,16 @@ def entry_points(
 # -- the arms of a study ----------------------------------------------------------------------------
 
 
+@dataclass
+class ArmOptions:
+    """The arms a study trains."""
+
+    arms: str | None = None  # comma-separated arms
+
+
 def add_arms_argument(parser: argparse.ArgumentParser, arms: Sequence[str]) -> None:
-    parser.add_argument("--arms", metavar="LIST", help=f"comma-separated arms (default {','.join(arms)})")
+    """``--arms LIST``, defaulting to all of ``arms``; an unknown arm is refused by :func:`check_arguments`."""
+    add_options(parser, ArmOptions, defaults={"arms": ",".join(arms)}, overrides={"arms": {"metavar": "LIST"}})
     parser.set_defaults(arm_choices=tuple(arms))  # checked by check_arguments before anything runs
 
 
@@ -344,10 +395,8 @@ def add_arm_runs(
 
 
 def add_lr_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lr", action="append", default=[], metavar="[ARM=]LR",
-                        help="peak LR of one arm (fsn=5e-3) or of every arm (3e-3); repeatable (default: the scale's)")
-    parser.add_argument("--tuned", metavar="STUDY_DIR",
-                        help="take each arm's LR from a baseline-tuning study (its lowest mean final bpc)")
+    """``--lr [ARM=]LR`` (repeatable) and ``--tuned STUDY_DIR`` (:class:`LrOptions`)."""
+    add_options(parser, LrOptions)
 
 
 def tuned_lrs(study_dir: str | Path) -> dict[str, float]:
