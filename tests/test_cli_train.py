@@ -61,6 +61,32 @@ def test_help(command, capsys):
     assert all(option in text for option in expected)
 
 
+def test_optimizer_flags_reach_the_recorded_config_and_the_optimizer(tmp_path):
+    """Flags the hand-written parser lacked (issue 17): the run's config.json, its checkpoint's
+    train_config and the optimizer's param groups all hold the values given."""
+    out = tmp_path / "run"
+    flags = ["--weight-decay", "0.05", "--beta2", "0.99", "--grad-clip", "0.5", "--warmup-frac", "0.25",
+             "--min-lr-ratio", "0.2", "--beta1", "0.8", "--eps", "1e-6"]
+    assert main(["train", "--preset", "fsn-tiny", "--max-steps", "2", "--out", str(out), *flags, *TINY]) == 0
+    given = {"weight_decay": 0.05, "beta2": 0.99, "grad_clip": 0.5, "warmup_frac": 0.25, "min_lr_ratio": 0.2,
+             "beta1": 0.8, "eps": 1e-6}
+    recorded = json.loads((out / "config.json").read_text())["train"]
+    ckpt = load_checkpoint(out)
+    for name, value in given.items():
+        assert recorded[name] == value and ckpt["train_config"][name] == value, name
+    groups = ckpt["optimizer"]["param_groups"]
+    assert {g["weight_decay"] for g in groups} == {0.05, 0.0}
+    assert all(tuple(g["betas"]) == (0.8, 0.99) and g["eps"] == 1e-6 for g in groups)
+
+
+def test_max_steps_overrides_epochs(tmp_path):
+    """``--epochs`` replaces the default step count; an explicit ``--max-steps`` still wins (its help)."""
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "transformer-tiny", "--epochs", "50", "--max-steps", "2", "--out", str(out), *TINY]) == 0
+    recorded = json.loads((out / "config.json").read_text())["train"]
+    assert recorded["max_steps"] == 2 and recorded["epochs"] == 50 and load_checkpoint(out)["step"] == 2
+
+
 def test_eval_matches_training_and_json(run, capsys):
     assert main(["eval", str(run), "--eval-bytes", "1000", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
@@ -116,6 +142,8 @@ def bad_cases(run, tmp):
         "unknown corpus": (train + ["--data", "wikipedia"], "unknown corpus"),
         "unknown preset": (["train", "--preset", "fsn-huge", "--out", str(tmp / "x")], "unknown preset"),
         "bad batch size": (train + ["--batch-size", "0"], "--batch-size must be a positive integer"),
+        "bad beta2": (train + ["--beta2", "1.5"], "betas must lie in [0, 1)"),
+        "bad model override": (train + ["--model", "kernel"], "--model expects FIELD=VALUE"),
         "bad device": (train + ["--device", "tpu"], "device"),
         "missing checkpoint": (["eval", str(tmp / "nowhere.pt")], "no checkpoint"),
         "run dir without checkpoint": (["export", str(tmp), "--safetensors"], "has no checkpoint.pt"),

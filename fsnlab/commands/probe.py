@@ -9,11 +9,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fsnlab.commands.options import add_dataclass_arguments, dataclass_values, flag
 from fsnlab.probe.errors import ProbeError
 from fsnlab.probe.options import DEFAULT_IDENTITY_POSITIONS, DEFAULT_PROBE_NAME, DEFAULT_WINDOWS, ProbeOptions
 
 if TYPE_CHECKING:
     from fsnlab.probe.text import ProbeText
+
+# Where `fsnlab probe` differs from ProbeOptions' own defaults: the command stores the attention
+# top-k the explorer draws (--no-attention leaves it out).
+CLI_DEFAULTS = {"attention": True}
 
 DESCRIPTION = """\
 Run text through a trained network and write what the paper says the network *is* (spec section 10)
@@ -61,7 +66,6 @@ def _identity_positions(value: str) -> int | None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``probe`` subcommand."""
-    d = ProbeOptions()
     p = subparsers.add_parser(
         "probe",
         help="write a checkpoint's phases, order parameters and kernel on a text to zarr/netCDF",
@@ -85,20 +89,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="PATH",
                    help=f"output dataset: PATH.zarr or PATH.nc (default: <run dir>/{DEFAULT_PROBE_NAME}, next to the checkpoint; "
                    "if it exists it is kept: see --overwrite)")
-    p.add_argument("--stride", type=int, metavar="S",
-                   help="window stride for text longer than the context, 1 <= S <= context (default: the context length, "
-                   "windows that do not overlap)")
-    p.add_argument("--attention", action=argparse.BooleanOptionalAction, default=True,
-                   help="store the top-k coupling weights per query (values and key indices; never a dense T x T), "
-                   "which the explorer draws (default: on; --no-attention leaves them out)")
-    p.add_argument("--top-k", type=int, default=d.top_k, metavar="K", help=f"k for --attention and FSN-MF mode selection (default: {d.top_k})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, metavar="B", help=f"windows per forward pass and per appended batch (default: {d.batch_size})")
-    p.add_argument(
-        "--identity-positions", type=_identity_positions, default=DEFAULT_IDENTITY_POSITIONS, metavar="P",
-        help=f"check the delay identity on the first P queries of every window; 0 skips it, 'all' checks every query "
-        f"(cost grows as P^2; default: {DEFAULT_IDENTITY_POSITIONS})",
-    )
-    p.add_argument("--grid-size", type=int, default=d.grid_size, metavar="G", help=f"points of the coupling-function grid over [-pi, pi) (default: {d.grid_size})")
+    options = p.add_argument_group("probe options (ProbeOptions fields; recorded in the dataset's attributes)")
+    add_dataclass_arguments(options, ProbeOptions, defaults=CLI_DEFAULTS, overrides={
+        "stride": {"help": "window stride for text longer than the context, 1 <= N <= context (default: the context "
+                   "length, windows that do not overlap)"},
+        "identity_positions": {
+            "type": _identity_positions,
+            "help": "check the delay identity on the first N queries of every window; 0 skips it, 'all' checks "
+            f"every query (cost grows as N^2; default: {DEFAULT_IDENTITY_POSITIONS})",
+        },
+    })
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output (default: off; an existing --out is an error, an existing "
                    f"default <run dir>/{DEFAULT_PROBE_NAME} is kept when it is this checkpoint's probe of the same text "
@@ -159,14 +159,7 @@ def run_probe(args: argparse.Namespace) -> int:
     from fsnlab.probe.text import window_starts
     from fsnlab.probe.writers import check_output
 
-    options = ProbeOptions(
-        stride=args.stride,
-        attention=args.attention,
-        top_k=args.top_k,
-        batch_size=args.batch_size,
-        identity_positions=args.identity_positions,
-        grid_size=args.grid_size,
-    ).validate()
+    options = ProbeOptions(**dataclass_values(args, ProbeOptions)).validate()
     out = default_out(args.checkpoint) if args.out is None else Path(args.out).expanduser()
     if args.out is not None:
         check_output(out, args.overwrite)
@@ -205,12 +198,16 @@ def run_probe(args: argparse.Namespace) -> int:
 def _command(args: argparse.Namespace) -> str:
     """The command line, rebuilt from the parsed options (for the ``history`` attribute)."""
     words = ["fsnlab", "probe", args.checkpoint]
-    for name in ("text", "text_file", "data", "split", "start", "length", "out", "stride", "top_k", "batch_size", "grid_size"):
+    for name in ("text", "text_file", "data", "split", "start", "length", "out"):
         value = getattr(args, name)
         if value is not None:
-            words += ["--" + name.replace("_", "-"), str(value)]
-    ip = args.identity_positions
-    words += ["--identity-positions", "all" if ip is None else str(ip)]
-    words += [] if args.attention else ["--no-attention"]
-    words += [f"--{flag}" for flag in ("overwrite", "quiet") if getattr(args, flag)]
+            words += [flag(name), str(value)]
+    for name, value in dataclass_values(args, ProbeOptions).items():
+        if isinstance(value, bool):  # a switch only where it is not the command's default
+            words += [] if value == CLI_DEFAULTS.get(name, getattr(ProbeOptions(), name)) else [flag(name) if value else flag("no_" + name)]
+        elif name == "identity_positions":
+            words += [flag(name), "all" if value is None else str(value)]
+        elif value is not None:
+            words += [flag(name), str(value)]
+    words += [flag(name) for name in ("overwrite", "quiet") if getattr(args, name)]
     return " ".join(shlex.quote(w) for w in words)

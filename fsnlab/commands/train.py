@@ -6,8 +6,10 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass
 from typing import Any
 
+from fsnlab.commands.options import add_dataclass_arguments, dataclass_values
 from fsnlab.data import load_corpus
 from fsnlab.errors import ConfigError
 from fsnlab.train import (
@@ -23,16 +25,33 @@ from fsnlab.train import (
 )
 from fsnlab.train.distributed import resolve_device
 
-# Command-line options of `fsnlab train` that set a TrainConfig field of the same name.
-_CONFIG_OPTIONS = (
-    "preset", "data", "epochs", "max_steps", "seed", "device", "batch_size", "context_length", "lr",
-    "angle_lr_scale", "scalar_lr_scale", "eval_interval", "eval_bytes", "log_interval", "grad_accum", "compile", "keep",
-)
+# `fsnlab train` has one option per TrainConfig field (fsnlab.commands.options); what the fields
+# cannot say themselves is here: an alias and the metavars that name a syntax.
+_CONFIG_FLAGS: dict[str, dict[str, Any]] = {
+    "data": {"metavar": "SPEC"},
+    "model_overrides": {"flags": ("--model", "--model-overrides"), "metavar": "FIELD=VALUE"},
+}
+_COMMAND_FLAGS: dict[str, dict[str, Any]] = {"out": {"metavar": "DIR"}, "resume": {"metavar": "RUN_DIR"}}
+
+
+@dataclass
+class TrainCommand:
+    """The options of ``fsnlab train`` that are not part of the run's config."""
+
+    out: str | None = None  # run directory (default: runs/<preset>-<timestamp>)
+    resume: str | None = None  # continue the run in RUN_DIR (or from one of its checkpoint files) exactly
+    rewind: bool = False
+    """with --resume RUN/checkpoint-<step>.pt: allow restarting from an older checkpoint, deleting the
+    run's later checkpoints (step files, checkpoint.pt, best.pt) and metrics first; without it such a
+    resume is refused and nothing is deleted"""
+    overwrite: bool = False
+    """let --out be a folder that is not empty: an existing run there is replaced (its checkpoints and
+    metrics deleted), other files are left alone; without it such an --out is refused"""
+    quiet: bool = False  # no progress bar; plain log lines instead
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the train, eval, sample and export subcommands."""
-    d = TrainConfig()
     formatter = argparse.RawDescriptionHelpFormatter
 
     p = subparsers.add_parser(
@@ -59,86 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "  fsnlab train --resume runs/fsn-small-20250101-120000"
         ),
     )
-    p.add_argument("--preset", help=f"model preset, see `fsnlab presets` (default: {d.preset})")
-    p.add_argument(
-        "--data", metavar="SPEC",
-        help=f"corpus: embedded, enwik8:PATH, code, code:DIR, text:PATH (default: {d.data})",
-    )
-    p.add_argument(
-        "--epochs", type=float, metavar="E",
-        help="train for E epochs (converted to steps via tokens per step)",
-    )
-    p.add_argument(
-        "--max-steps", type=int, metavar="S",
-        help=f"train for S optimizer steps; overrides --epochs (default: {d.max_steps})",
-    )
-    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<preset>-<timestamp>)")
-    p.add_argument("--seed", type=int, help=f"seed of model init and data stream (default: {d.seed})")
-    p.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default: {d.device})")
-    p.add_argument(
-        "--batch-size", type=int, metavar="B",
-        help=f"sequences per micro-step per process (default: {d.batch_size})",
-    )
-    p.add_argument("--context-length", type=int, metavar="T", help="context length, overriding the preset's")
-    p.add_argument(
-        "--model",
-        action="append",
-        metavar="FIELD=VALUE",
-        help="override a model config field of the preset, e.g. --model kernel=base --model n_harmonics=2 "
-        "(repeatable; values are parsed as JSON when they can be, else taken as strings; see docs/models.md)",
-    )
-    p.add_argument(
-        "--lr", type=float,
-        help=f"peak learning rate; 2%% warmup, cosine to 10%% (default: {d.lr:g})",
-    )
-    p.add_argument(
-        "--angle-lr-scale", type=float, metavar="X",
-        help=f"LR multiplier for phase tables (default: {d.angle_lr_scale:g})",
-    )
-    p.add_argument(
-        "--scalar-lr-scale", type=float, metavar="X",
-        help=f"LR multiplier for gains, biases, kernel coefficients, step sizes and temperatures (default: {d.scalar_lr_scale:g})",
-    )
-    p.add_argument(
-        "--eval-interval", type=int, metavar="N",
-        help="also evaluate and checkpoint every N steps (default: epochs and end only)",
-    )
-    p.add_argument(
-        "--eval-bytes", type=int, metavar="N",
-        help="evaluate on the first N bytes of the val split (default: all of it)",
-    )
-    p.add_argument(
-        "--log-interval", type=int, metavar="N",
-        help=f"steps between training-loss records (default: {d.log_interval})",
-    )
-    p.add_argument(
-        "--grad-accum", type=int, metavar="N",
-        help=f"micro-steps per optimizer step (default: {d.grad_accum})",
-    )
-    p.add_argument(
-        "--compile", action="store_true", default=None,
-        help="torch.compile the model (weights are saved uncompiled)",
-    )
-    p.add_argument(
-        "--keep", type=int, metavar="K",
-        help=f"step checkpoints to keep besides checkpoint.pt and best.pt (default: {d.keep})",
-    )
-    p.add_argument(
-        "--resume", metavar="RUN_DIR",
-        help="continue the run in RUN_DIR (or from one of its checkpoint files) exactly",
-    )
-    p.add_argument(
-        "--rewind", action="store_true",
-        help="with --resume RUN/checkpoint-<step>.pt: allow restarting from an older checkpoint, deleting the "
-        "run's later checkpoints (step files, checkpoint.pt, best.pt) and metrics first; without it such a "
-        "resume is refused and nothing is deleted",
-    )
-    p.add_argument(
-        "--overwrite", action="store_true",
-        help="let --out be a folder that is not empty: an existing run there is replaced (its checkpoints and "
-        "metrics deleted), other files are left alone; without it such an --out is refused",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar; plain log lines instead")
+    config = p.add_argument_group("run config (TrainConfig fields; recorded in the run's config.json)")
+    add_dataclass_arguments(config, TrainConfig, overrides=_CONFIG_FLAGS, suppress=True)
+    command = p.add_argument_group("run directory and output")
+    add_dataclass_arguments(command, TrainCommand, overrides=_COMMAND_FLAGS, negatable=False)
     p.set_defaults(handler=_train)
 
     p = subparsers.add_parser(
@@ -196,12 +139,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    given: dict[str, Any] = {n: getattr(args, n) for n in _CONFIG_OPTIONS if getattr(args, n) is not None}
+    given: dict[str, Any] = dataclass_values(args, TrainConfig, {"model_overrides": "--model"})  # only what was typed
     _check_positive(args, "max_steps", "batch_size", "context_length", "eval_interval", "eval_bytes",
                     "log_interval", "grad_accum")
     _check_non_negative(args, "seed", "keep")
-    if args.model:
-        given["model_overrides"] = parse_overrides(args.model)
     if args.resume:
         if args.out:
             raise ConfigError("--out cannot be combined with --resume: a resumed run stays in its directory")
@@ -211,8 +152,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         if args.rewind:
             raise ConfigError("--rewind goes with --resume RUN/checkpoint-<step>.pt")
-        if "epochs" in given:
-            given["max_steps"] = None  # --epochs replaces the default step count
+        if "epochs" in given and "max_steps" not in given:
+            given["max_steps"] = None  # --epochs replaces the default step count; --max-steps overrides it
         result = train(TrainConfig(**given), args.out, quiet=args.quiet, overwrite=args.overwrite)
     if result.is_main:
         val = f"val bpc {result.val.bpc:.4f}" if result.val else "no validation yet"
@@ -294,27 +235,13 @@ def _export(args: argparse.Namespace) -> int:
 def _check_positive(args: argparse.Namespace, *names: str) -> None:
     """Integer options that must be >= 1 when given (the same wording for every command)."""
     for name in names:
-        value = getattr(args, name)
+        value = getattr(args, name, None)
         if value is not None and value <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
 
 def _check_non_negative(args: argparse.Namespace, *names: str) -> None:
     for name in names:
-        value = getattr(args, name)
+        value = getattr(args, name, None)
         if value is not None and value < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be a non-negative integer, got {value}")
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["kernel=base", "n_harmonics=2"]`` -> ``{"kernel": "base", "n_harmonics": 2}`` (JSON values where valid)."""
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--model expects FIELD=VALUE, got {item!r}")
-        try:
-            overrides[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = raw
-    return overrides
