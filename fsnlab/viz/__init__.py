@@ -46,6 +46,13 @@ _LAZY = {
     "identity_residual_table": "fsnlab.viz.identity",
     # prediction
     "loss_figure": "fsnlab.viz.loss",
+    # study datasets (fsnlab report)
+    "Series": "fsnlab.viz.study",
+    "SeedCoefficients": "fsnlab.viz.study",
+    "curves_figure": "fsnlab.viz.study",
+    "bars_figure": "fsnlab.viz.study",
+    "ci_lines_figure": "fsnlab.viz.study",
+    "coefficients_figure": "fsnlab.viz.study",
     # helpers
     "VizError": "fsnlab.viz.common",
     "input_stage": "fsnlab.viz.common",
@@ -53,6 +60,8 @@ _LAZY = {
     "display_char": "fsnlab.viz.common",
     "has_phases": "fsnlab.viz.common",
     "figure_html": "fsnlab.viz.common",
+    "PALETTE": "fsnlab.viz.common",
+    "series_color": "fsnlab.viz.common",
 }
 
 __all__ = sorted(_LAZY)

@@ -24,6 +24,8 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 __all__ = [
     "CLASS_COLORS",
     "CLASS_ORDER",
+    "MODEL_COLORS",
+    "PALETTE",
     "VizError",
     "base_layout",
     "char_classes",
@@ -38,6 +40,8 @@ __all__ = [
     "osc_head",
     "require",
     "sample_label",
+    "series_color",
+    "with_alpha",
 ]
 
 
@@ -54,6 +58,27 @@ CLASS_COLORS = {
     "punctuation": "#D55E00",
     "other": "#CC79A7",
 }
+
+# The one palette of every figure (Okabe-Ito, in the order series take it), and the fixed colour of
+# each model family and kernel ablation in the study figures (a kernel ablation takes the colour of
+# the family it equals: base = KA, full = FSN).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+MODEL_COLORS = {
+    "transformer": "#000000", "fsn": "#D55E00", "fsn-mf": "#E69F00", "ka": "#0072B2",
+    "base": "#0072B2", "+harmonics": "#CC79A7", "+sakaguchi": "#009E73", "+delay": "#56B4E9", "full": "#D55E00",
+}
+
+
+def series_color(key: Any, index: int = 0) -> str:
+    """The colour of a model family or kernel (:data:`MODEL_COLORS`), else the ``index``-th of the palette."""
+    return MODEL_COLORS.get(str(key), PALETTE[index % len(PALETTE)])
+
+
+def with_alpha(hex_color: str, alpha: float) -> str:
+    """``#rrggbb`` as ``rgba(r,g,b,alpha)`` (for bands under a line)."""
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
 
 # Display form of characters that would be invisible in a label.
 _VISIBLE = {" ": "␣", "\n": "↵", "\r": "⏎", "\t": "⇥", "": "·"}

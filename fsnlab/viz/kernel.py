@@ -21,9 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from fsnlab.dynamics.circular import circular_mean, resultant_length
-from fsnlab.viz.common import VizError, base_layout, go, has_phases, kernel_group_dim, require, sample_index, values
+from fsnlab.viz.common import PALETTE, VizError, base_layout, go, has_phases, kernel_group_dim, require, sample_index, values
 
-HARMONIC_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+HARMONIC_COLORS = list(PALETTE)
 
 
 def _check_kernel(ds: Any, layer: int, group: int) -> str:
@@ -119,7 +119,7 @@ def coupling_function_figure(ds: Any, layer: int = 0, group: int = 0) -> Any:
     n = np.arange(1, coef.shape[1] + 1)
     fig = go.Figure()
     names = ["Γ(φ)  attended (c_n)", "Γ⁺(φ)  successors (d_n)"]
-    colors = ["#0072B2", "#009E73"]
+    colors = [PALETTE[0], PALETTE[2]]
     for d in range(curves.shape[0]):
         fig.add_trace(go.Scatter(x=phi, y=curves[d], mode="lines", name=names[d], line={"color": colors[d], "width": 2}))
         st, un = locking_offsets(phi, curves[d])

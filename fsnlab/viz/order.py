@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fsnlab.viz.common import VizError, base_layout, display_char, go, has_phases, require, sample_index, sample_label, values
+from fsnlab.viz.common import PALETTE, VizError, base_layout, display_char, go, has_phases, require, sample_index, sample_label, values
 
 
 def _check(ds: Any, *names: str) -> None:
@@ -90,7 +90,7 @@ def daido_figure(ds: Any, sample: int = 0, osc: int = 0, pos: int | None = None)
         mag = np.nanmean(mag, axis=2)
     layers = [int(v) for v in ds["layer"].values]
     harmonics = [int(v) for v in ds["harmonic"].values]
-    colors = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+    colors = PALETTE
     fig = go.Figure()
     for d in range(mag.shape[1]):
         for j, n in enumerate(harmonics):
