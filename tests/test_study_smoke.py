@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from fsnlab.cli import main as fsnlab_main
-from fsnlab.study import open_study
+from fsnlab.study import claims as C
+from fsnlab.study import describe, open_study
+from report_html import paper_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ("matched_budget", "baseline_tuning", "copy_depth", "ablation_ladder", "scale_ladder", "kernel_reading")
@@ -91,8 +93,19 @@ def test_matched_budget_contents(smoke):
     params = ds["parameters"].values
     assert params.min() > 0 and (params.max() - params.min()) / params.max() < 0.01  # matched budget
     html = smoke["matched_budget"][0].report_path.read_text(encoding="utf-8")
-    for needle in ("paired t p", "Wilcoxon p", "95% CI", "Protocol check", "1.5953 ± 0.0014", "1.611"):
+    for needle in ("paired t p", "Wilcoxon p", "95% CI", "Protocol check"):
         assert needle in html
+    # the paper's values (fsnlab.study.claims) next to the numbers computed from this dataset
+    rows = paper_rows(html)
+    for claim in (C.TRANSFORMER_50, C.FSN_50, C.FSN_30_EVERY_SEED):
+        assert rows[claim.statement][1] == claim.paper and claim.number in claim.paper
+    text = ds.isel(run=np.flatnonzero(ds["corpus"].values == "text"))
+    for claim, arm in ((C.TRANSFORMER_50, "transformer"), (C.FSN_50, "fsn")):
+        s = describe(text["final_val_bpc"].values[text["arm"].values == arm])
+        assert rows[claim.statement][2].startswith(f"{s['mean']:.4f} ± {s['sd']:.4f} (n={s['n']}), 95% CI [{s['ci_low']:.4f}, ")
+        assert rows[claim.statement][4] == "not comparable (smoke scale)"
+    fsn = text["final_val_bpc"].values[text["arm"].values == "fsn"]
+    assert rows[C.FSN_30_EVERY_SEED.statement][2] == f"max over seeds {fsn.max():.4f}"
 
 
 def test_copy_depth_contents(smoke):

@@ -12,7 +12,9 @@ This module holds what ``studies/regime_ladder.py`` and the report share:
   (:func:`fsnlab.study.analyses.copy_depth_analysis`) of the ladder runs at the copy budgets;
 * :func:`gap_rows` / :func:`sign_changes`: each arm minus the transformer per budget, paired by
   seed, and where the sign of the mean difference changes;
-* :func:`report_section`: the ``regime_ladder`` section of ``report.html``.
+* :func:`markdown_summary`: the study's answer as markdown (``summary.md``, for ``docs/quality.md``).
+
+Its section of ``report.html`` is :mod:`fsnlab.study.kinds.regime_ladder`.
 
 Every function works on partial results: a cell whose runs are not finished (or not yet in the
 manifest, as the longest budget is while its LR check runs) shows as pending.
@@ -22,12 +24,16 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
 
+from fsnlab.study.align import aligned_by_seed, by_seed, tag_values
+from fsnlab.study.formatting import fmt, fmt_ci, fmt_p
+from fsnlab.study.labels import ARM_ORDER, label
 from fsnlab.study.manifest import Manifest, run_state
 from fsnlab.study.stats import describe, paired
 
@@ -167,10 +173,6 @@ def _cell(ds: xr.Dataset, budget: float, arm: str) -> xr.Dataset:
     return ds.isel(run=np.flatnonzero(_mask(ds, budget=budget, arm=arm, role=LADDER)))
 
 
-def _final_by_seed(sub: xr.Dataset) -> dict[int, float]:
-    return {int(s): float(v) for s, v in zip(sub["seed"].values, sub["final_val_bpc"].values)}
-
-
 def plan_cells(ds: xr.Dataset) -> list[dict[str, Any]]:
     """The study's cells (budget × arm) as planned in its settings, with what the dataset holds:
     ``runs`` (in the manifest), ``done`` and ``status`` (done, pending, waiting for the LR check)."""
@@ -212,13 +214,13 @@ def gap_rows(ds: xr.Dataset, arm: str, reference: str = REFERENCE) -> list[dict[
     budgets = sorted({b for b, a in cells if a == arm} & {b for b, a in cells if a == reference})
     rows = []
     for budget in budgets:
-        a, r = _final_by_seed(_cell(ds, budget, arm)), _final_by_seed(_cell(ds, budget, reference))
-        seeds = sorted(set(a) & set(r))
-        stats = paired([a[s] for s in seeds], [r[s] for s in seeds])
+        a, r = aligned_by_seed(_cell(ds, budget, arm)["final_val_bpc"], _cell(ds, budget, reference)["final_val_bpc"])
+        stats = paired(a.values, r.values)
+        delta = a - r
         tpp, measured = _tokens_per_parameter(ds, budget, arm)
         rows.append({
             "budget": budget, "tokens_per_parameter": tpp, "measured": measured, "stats": stats,
-            "per_seed": {s: a[s] - r[s] for s in seeds if math.isfinite(a[s] - r[s])},
+            "per_seed": {int(s): float(d) for s, d in zip(delta["seed"].values, delta.values) if math.isfinite(d)},
             "state": cells[(budget, arm)]["state"], "reference_state": cells[(budget, reference)]["state"],
             "lr": cells[(budget, arm)].get("lr"), "reference_lr": cells[(budget, reference)].get("lr"),
         })
@@ -251,23 +253,22 @@ def curve_gap(ds: xr.Dataset, budget: float, arm: str, reference: str = REFERENC
     a, r = _cell(ds, budget, arm), _cell(ds, budget, reference)
     if not a.sizes["run"] or not r.sizes["run"]:
         return []
-    ra = {int(s): i for i, s in enumerate(a["seed"].values)}
-    rr = {int(s): i for i, s in enumerate(r["seed"].values)}
-    seeds = sorted(set(ra) & set(rr))
+    names = [v for v in ("val_bpc", "eval_epoch", "tokens_per_parameter") if v in a]
+    a, r = xr.align(by_seed(a[names]), by_seed(r[["val_bpc"]]), join="inner")  # seed, eval
     out = []
     for e in range(ds.sizes["eval"]):
-        va = [float(a["val_bpc"].values[ra[s], e]) for s in seeds]
-        vr = [float(r["val_bpc"].values[rr[s], e]) for s in seeds]
-        stats = paired(va, vr)
+        stats = paired(a["val_bpc"].values[:, e], r["val_bpc"].values[:, e])
         if not stats["n"]:
             continue
-        ep = np.nanmean([a["eval_epoch"].values[ra[s], e] for s in seeds]) if seeds else math.nan
-        tpp = np.nanmean([a["tokens_per_parameter"].values[ra[s], e] for s in seeds]) if "tokens_per_parameter" in a else math.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an evaluation that some seeds have not reached
+            ep = np.nanmean(a["eval_epoch"].values[:, e])
+            tpp = np.nanmean(a["tokens_per_parameter"].values[:, e]) if "tokens_per_parameter" in a else math.nan
         out.append({"epoch": float(ep), "tokens_per_parameter": float(tpp), "stats": stats})
     return out
 
 
-# -- the report section ---------------------------------------------------------------------------------
+# -- words and numbers shared by the report and the summary ---------------------------------------------
 
 
 def _num(x: float) -> str:
@@ -323,263 +324,32 @@ def _sign_sentence(name: str, rows: list[dict[str, Any]]) -> str:
     return text
 
 
-def report_section(page: Any, ds: xr.Dataset) -> None:
-    """The ``regime_ladder`` section of the report (``fsnlab.study.report.SECTIONS``)."""
-    from fsnlab.study import report as R
-
-    st = _settings(ds)
-    budgets = [float(b) for b in st.get("budgets", [])]
-    check_budget = float(st.get("check_budget", 15))
-    long_budgets = [b for b in budgets if b > check_budget]
-    R.header(page, ds, "The regime ladder (issue 16): FSN, the unfrustrated base layer (KA), FSN-MF and the matched "
-             "transformer at one rung, trained for several budgets of the same corpus, each with its own fitted "
-             "schedule (2% warmup, cosine to 10% over the run's own length), evaluated on the validation split at "
-             "every epoch. It asks whether the gap to the transformer changes sign as tokens per parameter reach "
-             "the paper's regime (its 1M runs see about 2,700–4,500 tokens per parameter).")
-    scale = ds.attrs.get("scale")
-    why = "not comparable (smoke scale)" if scale == "smoke" else (
-        "not comparable (tiny rung on the embedded corpus: the regime matches the paper's in epochs and tokens "
-        "per parameter, not in size or corpus)")
-    rows_by_arm = {arm: gap_rows(ds, arm) for arm in COMPARED}
-    top = max(budgets) if budgets else math.nan
-    last = {arm: next((r for r in rows_by_arm[arm] if math.isclose(r["budget"], top)), None) for arm in COMPARED}
-
-    def delta_text(r: dict[str, Any] | None) -> str:
-        if r is None:
-            return "not planned"
-        s = r["stats"]
-        if not math.isfinite(s["mean_diff"]):
-            return f"pending ({r['state']}; transformer {r['reference_state']})"
-        return (f"Δ {R.fmt(s['mean_diff'])} {R.fmt_ci(s['ci_low'], s['ci_high'])} at {_fmt_tpp(r['tokens_per_parameter'])} "
-                f"tokens/param, n={s['n']}, paired t p {R.fmt_p(s['t_p'])}")
-
-    def ahead(r: dict[str, Any] | None) -> bool | None:
-        if r is None or not math.isfinite(r["stats"]["mean_diff"]):
-            return None
-        return bool(r["stats"]["mean_diff"] < 0)
-
-    claims = [
-        ["FSN below the tuned transformer at matched parameters and budget, in the long-training regime "
-         "(1M, enwik8, 30–50 epochs)", "yes: 1.5953 vs 1.611 at 50 epochs (Δ −0.016)",
-         f"{_budget_label(top)}: " + delta_text(last["fsn"]), R.verdict(ahead(last["fsn"]), False), why],
-        ["KA (base layer) behind the transformer (KA paper: 1.637 vs 1.616)", "behind",
-         f"{_budget_label(top)}: " + delta_text(last["ka"]),
-         R.verdict(None if ahead(last["ka"]) is None else not ahead(last["ka"]), False), why],
-        ["the FSN's lead holds at every epoch measured", "yes",
-         "; ".join(f"{_budget_label(r['budget'])} {R.fmt(r['stats']['mean_diff'], 3)}" for r in rows_by_arm["fsn"]
-                   if math.isfinite(r["stats"]["mean_diff"])) or "pending",
-         R.verdict(None), why],
-    ]
-    copy_rows, copy_parts = _copy_depth_parts(ds, st, R)
-    claims += copy_rows
-    R.paper_table(page, claims)
-
-    page.h(2, "The gap against tokens per parameter")
-    page.p("Δ = arm − transformer in final validation bits per byte, paired by seed (the arms of one seed see the same "
-           "batches in the same order), with the t 95% CI of the mean difference over seeds; negative: the arm is "
-           "better. Tokens per parameter = training tokens seen / the arm's parameter count. Each budget is its own "
-           "run with its own schedule: this is the matched-budget comparison at that length.", cls="note")
-    for arm in COMPARED:
-        if rows_by_arm[arm]:
-            page.p(_sign_sentence(f"{R.label(arm)} − Transformer", rows_by_arm[arm]))
-    table = []
-    for arm in COMPARED:
-        for r in rows_by_arm[arm]:
-            s = r["stats"]
-            table.append([f"{R.label(arm)} − Transformer", _budget_label(r["budget"]),
-                          _fmt_tpp(r["tokens_per_parameter"], r["measured"]),
-                          f"{r['lr']:g} / {r['reference_lr']:g}" if r["lr"] and r["reference_lr"] else "waits for the LR check",
-                          s["n"], R.fmt(s["mean_diff"]), R.fmt(s["sd_diff"]), R.fmt_ci(s["ci_low"], s["ci_high"]),
-                          R.fmt_p(s["t_p"]), R.fmt_p(s["wilcoxon_p"]), f"{s['wins']}/{s['n']}",
-                          ", ".join(f"s{k} {v:+.4f}" for k, v in sorted(r["per_seed"].items())) or "–",
-                          f"{r['state']} / {r['reference_state']}"])
-    page.table(["comparison", "budget", "tokens / param", "peak LR (arm / transformer)", "pairs", "mean Δ", "sd Δ",
-                "95% CI of Δ", "paired t p", "Wilcoxon p", "arm lower in", "per seed Δ", "runs (arm / transformer)"],
-               table, left=2, caption="final validation bpc, arm − transformer, per budget")
-    page.figure(_gap_figure(ds, rows_by_arm, R))
-
-    curves = [(b, arm, curve_gap(ds, b, arm)) for b in [check_budget, *long_budgets] for arm in COMPARED]
-    curves = [(b, arm, c) for b, arm, c in curves if c]
-    if curves:
-        page.h(2, "The gap along one schedule")
-        page.p("Δ at every epoch of the runs of one budget (mean over the seeds paired so far; runs still training count "
-               "up to their last evaluation). Inside a schedule the learning rate is still high before the end, so these "
-               "points are not matched-budget results; they show how the gap moves as training goes on.", cls="note")
-        page.figure(_curve_figure(curves, R))
-        rows = []
-        for b, arm, c in curves:
-            ch = sign_changes([(p["epoch"], p["stats"]["mean_diff"]) for p in c])
-            rows.append([f"{R.label(arm)} − Transformer", _budget_label(b), len(c),
-                         R.fmt(c[0]["stats"]["mean_diff"], 3), R.fmt(c[-1]["stats"]["mean_diff"], 3),
-                         "; ".join(f"between epoch {_num(x['x1'])} and {_num(x['x2'])}" for x in ch) or "none"])
-        page.table(["comparison", "schedule", "evaluations", "Δ at the first", "Δ at the last", "sign changes"], rows, left=2)
-
-    page.h(2, "Final validation loss per budget and arm")
-    rows = []
-    for cell in plan_cells(ds):
-        sub = _cell(ds, cell["budget"], cell["arm"])
-        s = describe(sub["final_val_bpc"].values)
-        rows.append([_budget_label(cell["budget"]), R.label(cell["arm"]),
-                     f"{cell['lr']:g}" if cell.get("lr") else "waits for the LR check", f"{cell['done']}/{cell['seeds']}",
-                     R.fmt(s["mean"]), R.fmt(s["sd"]), R.fmt_ci(s["ci_low"], s["ci_high"]),
-                     ", ".join(f"s{int(k)} {R.fmt(v)}" for k, v in zip(sub["seed"].values, sub["final_val_bpc"].values)) or "–",
-                     cell["state"]])
-    page.table(["budget", "arm", "peak LR", "seeds done", "mean", "sd", "95% CI (t)", "per seed", "state"], rows, left=2,
-               caption="final validation bits per byte (whole validation split at paper scale)")
-
-    _lr_check_section(page, ds, st, R)
-    page.parts.extend(copy_parts)
-    page.h(2, "Validation curves")
-    for b in budgets:
-        sub = ds.isel(run=np.flatnonzero(_mask(ds, budget=b, role=LADDER)))
-        if sub.sizes["run"] and np.isfinite(sub["val_bpc"].values).any():
-            sub = sub.isel(eval=np.flatnonzero(np.isfinite(sub["val_bpc"].values).any(axis=0)))
-            page.figure(R.curves_figure(sub, "arm", f"{_budget_label(b)}: validation loss per evaluation (mean ± sd over seeds)",
-                                        R.ARM_ORDER))
-        else:
-            page.p(f"{_budget_label(b)}: no evaluation yet.")
-
-
-def _gap_figure(ds: xr.Dataset, rows_by_arm: dict[str, list[dict[str, Any]]], R: Any) -> Any:
-    go = R._go()
-    fig = go.Figure()
-    for i, (arm, rows) in enumerate(rows_by_arm.items()):
-        rows = [r for r in rows if math.isfinite(r["stats"]["mean_diff"]) and math.isfinite(r["tokens_per_parameter"])]
-        if not rows:
-            continue
-        c = R.color(arm, i)
-        x = [r["tokens_per_parameter"] for r in rows]
-        y = [r["stats"]["mean_diff"] for r in rows]
-        hi = [r["stats"]["ci_high"] - m if math.isfinite(r["stats"]["ci_high"]) else 0 for r, m in zip(rows, y)]
-        lo = [m - r["stats"]["ci_low"] if math.isfinite(r["stats"]["ci_low"]) else 0 for r, m in zip(rows, y)]
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{R.label(arm)} − Transformer",
-                                 line={"color": c, "width": 2.5}, marker={"size": 9},
-                                 text=[_budget_label(r["budget"]) for r in rows],
-                                 error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
-        xs = [r["tokens_per_parameter"] for r in rows for _ in r["per_seed"]]
-        ys = [v for r in rows for v in r["per_seed"].values()]
-        if xs:
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=f"{R.label(arm)} seeds", showlegend=False,
-                                     marker={"color": c, "size": 5, "opacity": 0.5}))
-    fig.add_hline(y=0, line={"color": "black", "width": 1})
-    fig.update_layout(title="Δ final validation bpc (arm − transformer) against tokens per parameter (95% CI over seeds; dots: seeds)",
-                      xaxis_type="log", xaxis_title="training tokens / parameters", yaxis_title="Δ bits per byte",
-                      template="plotly_white", height=440)
-    return fig
-
-
-def _curve_figure(curves: list[tuple[float, str, list[dict[str, Any]]]], R: Any) -> Any:
-    go = R._go()
-    fig = go.Figure()
-    dashes = ("solid", "dash", "dot", "dashdot")
-    budgets = sorted({b for b, _, _ in curves})
-    for i, (b, arm, c) in enumerate(curves):
-        x = [p["tokens_per_parameter"] for p in c]
-        y = [p["stats"]["mean_diff"] for p in c]
-        hi = [p["stats"]["ci_high"] - m if math.isfinite(p["stats"]["ci_high"]) else 0 for p, m in zip(c, y)]
-        lo = [m - p["stats"]["ci_low"] if math.isfinite(p["stats"]["ci_low"]) else 0 for p, m in zip(c, y)]
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{R.label(arm)} − Transformer, {_budget_label(b)} schedule",
-                                 line={"color": R.color(arm, i), "dash": dashes[budgets.index(b) % len(dashes)]},
-                                 error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo, "thickness": 1}))
-    fig.add_hline(y=0, line={"color": "black", "width": 1})
-    fig.update_layout(title="Δ validation bpc at every evaluation of one schedule (95% CI over seeds)", xaxis_type="log",
-                      xaxis_title="training tokens / parameters", yaxis_title="Δ bits per byte", template="plotly_white", height=440)
-    return fig
-
-
-def _lr_check_section(page: Any, ds: xr.Dataset, st: dict[str, Any], R: Any) -> None:
-    long_lr = st.get("long_lr", {})
-    if not long_lr:
-        return
-    check_budget = float(st.get("check_budget", 15))
-    lrs = sorted({float(lr) for info in long_lr.values() for lr in info.get("check", {})})
-    page.h(2, f"LR check at {_budget_label(check_budget)} (seed 0) and the LR of the longest budget")
-    page.p("One seed per LR and arm at the check budget; once every run of an arm's check has finished (or failed), "
-           "the longest budget's runs of that arm use the LR with the lowest final validation bpc (ties: the one "
-           "nearest the default). Until then they wait: the study script trains them in a second pass once the "
-           "check is finished. --long-lr ARM=LR sets the LR by hand.", cls="note")
-    rows = []
-    for arm, info in long_lr.items():
-        cells = []
-        for lr in lrs:
-            v = info.get("check", {}).get(f"{lr:g}")
-            cells.append(R.fmt(v) if isinstance(v, float) else (v or "pending"))
-        chosen = f"{info['lr']:g}" if info.get("lr") else "waiting"
-        rows.append([R.label(arm)] + cells + [f"{info['finished']}/{info['of']}", chosen, info["status"]])
-    page.table(["arm"] + [f"lr {lr:g}" for lr in lrs] + ["finished", "LR of the longest budget", "how"], rows,
-               caption=f"final validation bpc at {_budget_label(check_budget)}")
-
-
-def _copy_depth_parts(ds: xr.Dataset, st: dict[str, Any], R: Any) -> tuple[list[list[Any]], list[str]]:
-    """The copy-depth claims (paper table rows) and the copy-depth sections (page parts) per copy budget."""
-    scratch = R.Page("")
-    scratch._plotly = True  # these parts follow the gap figure, which carries plotly.js
-    rows: list[list[Any]] = []
-    budgets = json.loads(ds.attrs.get("copy_budgets", "null") or "null") or st.get("copy_budgets", [])
-    scale = ds.attrs.get("scale")
-    why = "not comparable (smoke scale)" if scale == "smoke" else "not comparable (tiny rung, embedded corpus)"
-    scratch.h(2, "Copy depth on the final checkpoints")
-    if "copy_loss_sum" not in ds:
-        scratch.p("No copy-depth results yet: they are computed for the finished ladder runs of "
-                  + ", ".join(_budget_label(float(b)) for b in budgets) + ".")
-        return rows, scratch.parts
-    scratch.p(ds.attrs.get("copy_depth_definition", ""), cls="note")
-    for b in budgets:
-        b = float(b)
-        sub = ds.isel(run=np.flatnonzero(_mask(ds, budget=b, role=LADDER)))
-        done = sub["status"].values == "done"
-        if not done.any():
-            scratch.p(f"{_budget_label(b)}: pending (no finished run yet).")
-            continue
-        deltas = R._bin_section(scratch, sub, "depth", 0, f"{_budget_label(b)}: bits per target by copy depth")
-        labels = json.loads(ds.attrs["copy_depth_bin_labels"])
-        deep = [i for i, lab in enumerate(labels) if int(lab.split("–")[0]) >= 4]
-        ka = [r["mean_diff"] > 0 for r in deltas.get("ka", []) if math.isfinite(r["mean_diff"])]
-        fsn = deltas.get("fsn", [])
-        fsn_deep = [fsn[i]["mean_diff"] < 0 for i in deep if i < len(fsn) and math.isfinite(fsn[i]["mean_diff"])]
-        rows.append([f"{_budget_label(b)}: base layer (KA) behind the transformer at every copy depth", "every bin",
-                     f"behind in {sum(ka)}/{len(ka)} depth bins" if ka else "pending",
-                     R.verdict(all(ka) if ka else None, False), why])
-        rows.append([f"{_budget_label(b)}: the FSN kernel reverses that at every depth ≥ 4", "FSN ahead in 4–7 … 24–32",
-                     f"FSN ahead in {sum(fsn_deep)}/{len(fsn_deep)} bins with depth ≥ 4; Δ by bin "
-                     + ", ".join(R.fmt(r["mean_diff"], 3) for r in fsn) if fsn_deep else "pending",
-                     R.verdict(all(fsn_deep) if fsn_deep else None, False), why])
-        R._bin_section(scratch, sub, "distance", 1, f"{_budget_label(b)}: bits per target by copy distance (depth ≥ 1)")
-    return rows, scratch.parts
-
-
 # -- a markdown summary (for docs/quality.md) -------------------------------------------------------------
 
 
 def _copy_depth_table(sub: xr.Dataset) -> tuple[list[str], list[list[str]]]:
     """Markdown rows of one budget's copy-depth table: per depth bin, the share of targets, each
     arm's mean bits with its CI, and each arm minus the transformer paired by seed."""
-    from fsnlab.study import report as R
+    from fsnlab.study.kinds.copy_depth import arm_bins, bin_losses, target_share
 
-    labels, sums, counts = R._bins(sub, "depth", 0)
-    with np.errstate(all="ignore"):
-        mean = sums / np.where(counts > 0, counts, np.nan)
-    arms = R.tag_values(sub, "arm", R.ARM_ORDER)
-    done = np.flatnonzero(sub["status"].values == "done")
-    share = counts[done[0]] if done.size else counts[0]
+    b = bin_losses(sub, "depth", 0)
+    labels = [str(x) for x in b["bin"].values]
+    ml = arm_bins(b).transpose("arm", "seed", "bin")
+    arms = tag_values(sub, "arm", ARM_ORDER)
+    share = target_share(b)
     total = max(int(share.sum()), 1)
-    ref = np.flatnonzero(sub["arm"].values == REFERENCE)
-    heads = ["depth", "share"] + [f"{R.label(a)} bits" for a in arms] + [f"Δ {R.label(a)} − Transformer [95% CI]" for a in arms if a != REFERENCE]
+    heads = ["depth", "share"] + [f"{label(a)} bits" for a in arms] + [f"Δ {label(a)} − Transformer [95% CI]" for a in arms if a != REFERENCE]
     rows = []
-    for b, lab in enumerate(labels):
-        row = [lab, f"{100 * share[b] / total:.1f}%"]
+    for j, lab in enumerate(labels):
+        row = [lab, f"{100 * share[j] / total:.1f}%"]
         for a in arms:
-            row.append(R.fmt(describe(mean[sub["arm"].values == a, b])["mean"], 3))
+            row.append(fmt(describe(ml.sel(arm=a).values[:, j])["mean"], 3))
         for a in arms:
             if a == REFERENCE:
                 continue
-            idx = np.flatnonzero(sub["arm"].values == a)
-            mine = dict(zip(map(int, sub["seed"].values[idx]), mean[idx, b]))
-            theirs = dict(zip(map(int, sub["seed"].values[ref]), mean[ref, b]))
-            seeds = sorted(set(mine) & set(theirs))
-            r = paired([mine[k] for k in seeds], [theirs[k] for k in seeds])
-            row.append(f"{R.fmt(r['mean_diff'], 3)} {R.fmt_ci(r['ci_low'], r['ci_high'], 3)}" if r["n"]
-                       else "no targets" if not share[b] else "pending")
+            r = paired(ml.sel(arm=a).values[:, j], ml.sel(arm=REFERENCE).values[:, j]) if REFERENCE in arms else paired([], [])
+            row.append(f"{fmt(r['mean_diff'], 3)} {fmt_ci(r['ci_low'], r['ci_high'], 3)}" if r["n"]
+                       else "no targets" if not share[j] else "pending")
         rows.append(row)
     return heads, rows
 
@@ -593,8 +363,6 @@ def _md_table(heads: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def markdown_summary(ds: xr.Dataset) -> str:
     """The study's answer as markdown (the gap per budget with CIs, where its sign changes, the
     copy-depth tables), for ``docs/quality.md``; pending cells say so."""
-    from fsnlab.study import report as R
-
     st = _settings(ds)
     done = int((ds["status"].values == "done").sum())
     lines = [f"Generated from `study.nc` ({ds.attrs.get('created', '?')}, {ds.attrs.get('scale', '?')} scale, "
@@ -606,12 +374,12 @@ def markdown_summary(ds: xr.Dataset) -> str:
     for arm in COMPARED:
         gr = gap_rows(ds, arm)
         if gr:
-            sentences.append(_sign_sentence(f"{R.label(arm)} − Transformer", gr))
+            sentences.append(_sign_sentence(f"{label(arm)} − Transformer", gr))
         for r in gr:
             s = r["stats"]
-            rows.append([f"{R.label(arm)} − Transformer", _budget_label(r["budget"]), _fmt_tpp(r["tokens_per_parameter"], r["measured"]),
+            rows.append([f"{label(arm)} − Transformer", _budget_label(r["budget"]), _fmt_tpp(r["tokens_per_parameter"], r["measured"]),
                          f"{r['lr']:g} / {r['reference_lr']:g}" if r["lr"] and r["reference_lr"] else "waits for the LR check",
-                         s["n"], R.fmt(s["mean_diff"], 3), R.fmt_ci(s["ci_low"], s["ci_high"], 3), R.fmt_p(s["t_p"]),
+                         s["n"], fmt(s["mean_diff"], 3), fmt_ci(s["ci_low"], s["ci_high"], 3), fmt_p(s["t_p"]),
                          f"{r['state']} / {r['reference_state']}"])
     lines.append(_md_table(["comparison", "budget", "tokens / param", "peak LR (arm / transformer)", "pairs", "mean Δ bpc",
                             "95% CI", "paired t p", "runs (arm / transformer)"], rows))
@@ -621,9 +389,9 @@ def markdown_summary(ds: xr.Dataset) -> str:
     final_rows = []
     for c in cells:
         d = describe(_cell(ds, c["budget"], c["arm"])["final_val_bpc"].values)
-        final_rows.append([_budget_label(c["budget"]), R.label(c["arm"]),
+        final_rows.append([_budget_label(c["budget"]), label(c["arm"]),
                            f"{c['lr']:g}" if c.get("lr") else "waits for the LR check", f"{c['done']}/{c['seeds']}",
-                           f"{R.fmt(d['mean'], 3)} ± {R.fmt(d['sd'], 3)}" if d["n"] else c["state"]])
+                           f"{fmt(d['mean'], 3)} ± {fmt(d['sd'], 3)}" if d["n"] else c["state"]])
     lines += ["", _md_table(["budget", "arm", "peak LR", "seeds done", "final val bpc (mean ± sd)"], final_rows)]
     if "copy_loss_sum" in ds:
         for b in json.loads(ds.attrs.get("copy_budgets", "[]")):
@@ -640,4 +408,4 @@ def markdown_summary(ds: xr.Dataset) -> str:
 
 
 __all__ = ["KIND", "choose_lr", "curve_gap", "final_bpc", "gap_rows", "lr_message", "markdown_summary", "plan_cells", "regime_analysis",
-           "report_section", "sign_changes"]
+           "sign_changes"]
