@@ -222,3 +222,81 @@ def test_dataset_round_trips_to_netcdf(tmp_path):
 
     back = xr.load_dataset(path)
     np.testing.assert_allclose(back.max_abs.values, ds.max_abs.values)
+
+
+# -- one check, three consumers ------------------------------------------------------------------
+
+TEXT = b"In the beginning God created the heaven and the earth. And the earth was without form, and void; and darkness"
+
+
+@pytest.mark.parametrize("delay_mask", ["shared_zero_diag", "separate_strict", "shared_self"])
+def test_probe_and_verify_report_the_same_numbers(delay_mask):
+    """On a float64 model both run the check on the same captured layers, so the probe's residual
+    (max over windows) is verify's b - a' residual to the last bit, rounding included. ``shared_self``:
+    the probe leaves the diagonal (the same term in both forms) out, so only rounding may differ."""
+    from fsnlab.probe import probe
+
+    torch.manual_seed(8)
+    model = build_model("fsn-tiny", delay_mask=delay_mask).double()
+    ds = probe(model, TEXT[:96], stride=48, batch_size=2, identity_positions=None)
+    ds_verify = verify_identity(model, torch.as_tensor(ds.byte.values.astype(np.int64)))
+    assert list(ds_verify.precision.values) == ["float64"]
+    probe_residual = ds.delay_identity_residual.max("sample").values
+    verify_residual = ds_verify.max_abs.sel(precision="float64", comparison="sakaguchi-successor").values
+    if delay_mask == "shared_self":
+        np.testing.assert_allclose(probe_residual, verify_residual, rtol=0, atol=1e-15)
+    else:
+        np.testing.assert_array_equal(probe_residual, verify_residual)
+    assert probe_residual.max() < 1e-14
+
+
+def test_probe_verify_and_explorer_read_one_check(monkeypatch):
+    """Break the Sakaguchi side in the one place it is computed: the probe, ``fsnlab verify`` and the
+    explorer's per-token terms all see it, since they reduce the same check."""
+    from fsnlab import viz
+    from fsnlab.dynamics import identity
+    from fsnlab.probe import probe
+
+    torch.manual_seed(9)
+    model = build_model("fsn-tiny")
+    original = identity.edge_sides
+
+    def broken(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out["sakaguchi"] = out["sakaguchi"] + 1e-3
+        return out
+
+    monkeypatch.setattr(identity, "edge_sides", broken)
+    ds = probe(model, TEXT[:64], attention=True, identity_positions=None)
+    assert ds.delay_identity_residual.values.min() == pytest.approx(1e-3, rel=1e-6)
+    ds_verify = verify_identity(model, torch.as_tensor(ds.byte.values.astype(np.int64)))
+    assert ds_verify.attrs["passed"] == 0
+    assert float(ds_verify.max_abs.sel(precision="float64", comparison="sakaguchi-successor").min()) == pytest.approx(1e-3, rel=1e-6)
+    ti = viz.token_identity(ds, 0, 1, 20, 1, 0)
+    assert ti.max_term_residual == pytest.approx(1e-3, rel=1e-6)
+    monkeypatch.setattr(identity, "edge_sides", original)
+    assert viz.token_identity(ds, 0, 1, 20, 1, 0).max_term_residual < 1e-15
+
+
+def test_layer_identity_holds_every_side_and_control():
+    """:func:`layer_identity` gives every harmonic's sides once; the complete sides add shared_self's
+    diagonal to each form that has a transition, and alpha = 0 gives nothing there."""
+    from fsnlab.dynamics.identity import HarmonicSides, layer_identity
+
+    torch.manual_seed(10)
+    model = build_model("fsn-tiny", delay_mask="shared_self")
+    lay = capture_layers(model, _ids(1, 20), torch.float64)[0][1]
+    sides = layer_identity(lay["theta"], lay["attn"], lay["z1"], lay["d"], "shared_self", seed=1000)
+    assert [s.n for s in sides] == [1, 2, 3, 4] and all(isinstance(s, HarmonicSides) for s in sides)
+    s = sides[1]
+    full = s.full()
+    torch.testing.assert_close(full["successor"], s.successor + s.self_successor, rtol=0, atol=0)
+    torch.testing.assert_close(full["shuffled"], s.shuffled + s.self_sakaguchi, rtol=0, atol=0)
+    torch.testing.assert_close(full["zero_angle"], s.zero_angle, rtol=0, atol=0)
+    torch.testing.assert_close(s.self_successor, s.self_sakaguchi, rtol=0, atol=1e-16)
+    assert set(s.comparisons()) == set(COMPARISONS)
+    # layer_sides is the same check, harmonic by harmonic
+    again = layer_sides(lay["theta"], lay["attn"], lay["z1"][..., 1], lay["d"][:, 1], 2, "shared_self", 2,
+                        torch.Generator().manual_seed(1002))
+    for key, val in full.items():
+        torch.testing.assert_close(again[key], val, rtol=0, atol=0)

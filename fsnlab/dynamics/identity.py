@@ -31,12 +31,18 @@ Delay weights ``W`` per head from the dense softmax ``A`` (``hook_attn``), by ``
   row 0 is empty);
 * ``shared_self``: as ``shared_zero_diag`` plus a diagonal term ``A_tt Im(d_n)``: the token is its own
   successor there, i.e. a transition ``Delta = 0`` (both explicit sides add it; ``Z1`` contains it).
+
+This module holds the one computation of the check, :func:`layer_identity` (every side and every
+control of a layer, :class:`HarmonicSides` per harmonic). Its readers only reduce it:
+:func:`verify_identity` (``fsnlab verify``), :func:`fsnlab.probe.physics.delay_identity` (the probe's
+``delay_identity_*`` variables) and :func:`fsnlab.viz.token_identity` (the explorer's per-token terms).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -120,6 +126,175 @@ def shuffled_positions(T: int, generator: torch.Generator) -> torch.Tensor:
     return torch.cat([perm, torch.tensor([T - 1])])
 
 
+def shuffle_generator(seed: int, n: int) -> torch.Generator:
+    """The generator of harmonic ``n``'s shuffled-transition control for a layer seeded ``seed``
+    (:func:`verify_identity` seeds layer ``i`` with ``seed + 1000 i``, so every chunk of windows gets
+    the same permutation)."""
+    return torch.Generator().manual_seed(seed + n)
+
+
+# -- the check: every side and every control of one layer, computed once ------------------------
+
+# Largest number of elements in one (B, H, T_t, T_u, c) edge tensor: the coordinates of a head are
+# processed in chunks below it, so memory stays bounded for any context.
+EDGE_CHUNK_ELEMENTS = 4_000_000
+
+EDGE_SIDES = ("transition", "frustration", "successor", "sakaguchi", "shuffled", "zero_transitions", "zero_angle")
+
+
+@dataclass
+class HarmonicSides:
+    """Every side of the identity (spec §4) and every control for one layer and harmonic ``n``.
+
+    All tensors are ``(B, T, D)`` in the inputs' dtype. The edge sums run over the strict past
+    ``u < t`` with the delay weights ``W`` of :func:`~fsnlab.models.kernel.delay_weights`:
+
+    * ``successor`` (a'): ``sum_u W_{t,u} Im(d_n e^{in(theta_{u+1} - theta_t)})`` (step 5, left);
+    * ``sakaguchi`` (b): ``sum_u W_{t,u} |d_n| sin(n(theta_u - theta_t) - alpha_{u,n})`` with
+      ``alpha = frustration = delay_frustration(transition, d_n, n)`` (step 6);
+    * the controls, (b) with a wrong angle: ``shuffled`` (transitions permuted across positions),
+      ``zero_transitions`` (``alpha = -arg d_n``), ``zero_angle`` (``alpha = 0``);
+    * ``order_parameter`` (a): ``Im(e^{-in theta_t} d_n Z1_{t,n})`` from the network's ``Z1`` (step 7),
+      the complete delay term; None when no ``Z1`` was given.
+
+    ``self_successor``/``self_sakaguchi``: ``shared_self``'s diagonal, where the token is its own
+    successor (``Delta = 0``), in the successor and the Sakaguchi form; None for the other masks.
+    :meth:`full` adds them to give the complete delay term each way.
+    """
+
+    n: int
+    transition: torch.Tensor
+    frustration: torch.Tensor
+    successor: torch.Tensor
+    sakaguchi: torch.Tensor
+    shuffled: torch.Tensor
+    zero_transitions: torch.Tensor
+    zero_angle: torch.Tensor
+    order_parameter: torch.Tensor | None = None
+    self_successor: torch.Tensor | None = None
+    self_sakaguchi: torch.Tensor | None = None
+
+    def full(self) -> dict[str, torch.Tensor]:
+        """The complete delay term each way: the edge sums plus the ``shared_self`` diagonal (in the
+        successor form for ``successor``, the Sakaguchi form for (b) and the controls with a transition;
+        ``alpha = 0`` gives ``|d| sin 0 = 0`` there), and ``order_parameter`` when present."""
+        out = {"successor": _plus(self.successor, self.self_successor)}
+        for key in ("sakaguchi", "shuffled", "zero_transitions"):
+            out[key] = _plus(getattr(self, key), self.self_sakaguchi)
+        out["zero_angle"] = self.zero_angle
+        if self.order_parameter is not None:
+            out["order_parameter"] = self.order_parameter
+        return out
+
+    def comparisons(self) -> dict[str, torch.Tensor]:
+        """The residuals of :data:`COMPARISONS` on the complete delay term: ``b - a``, ``b - a'``,
+        ``a' - a`` and each control minus ``a`` (needs ``order_parameter``)."""
+        s = self.full()
+        a = s["order_parameter"]
+        return {
+            "sakaguchi-order_parameter": s["sakaguchi"] - a,
+            "sakaguchi-successor": s["sakaguchi"] - s["successor"],
+            "successor-order_parameter": s["successor"] - a,
+            "control:shuffled_transitions": s["shuffled"] - a,
+            "control:zero_transitions": s["zero_transitions"] - a,
+            "control:zero_angle": s["zero_angle"] - a,
+        }
+
+
+def _plus(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    return x if y is None else x + y
+
+
+def edge_sides(theta: torch.Tensor, W: torch.Tensor, d: torch.Tensor, n: int, perm: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The edge sums of :class:`HarmonicSides` in head layout: ``theta (B, H, T, c)``, ``W (B, H, T, T)``,
+    ``d (H, c)`` complex, ``perm (T,)`` the shuffled control's positions. Returns ``(B, H, T, c)`` tensors
+    named as :data:`EDGE_SIDES`, each from :mod:`fsnlab.models.kernel` (spec §4 steps 2-6)."""
+    d_edge = d[:, None, None, :]  # broadcasts against the (B, H, T_t, T_u, c) edge terms
+    d_node = d[:, None, :]  # broadcasts against (B, H, T, c)
+    strength = torch.abs(d_edge)
+    delta = transitions(theta)
+    alpha = delay_frustration(delta, d_node, n)
+    return {
+        "transition": delta,
+        "frustration": alpha,
+        "successor": successor_coupling(theta, W, d_edge, n),
+        "sakaguchi": sakaguchi_coupling(theta, W, alpha, strength, n),
+        "shuffled": sakaguchi_coupling(theta, W, delay_frustration(delta[..., perm, :], d_node, n), strength, n),
+        "zero_transitions": sakaguchi_coupling(theta, W, delay_frustration(torch.zeros_like(delta), d_node, n), strength, n),
+        "zero_angle": sakaguchi_coupling(theta, W, torch.zeros_like(alpha), strength, n),
+    }
+
+
+def harmonic_sides(
+    theta: torch.Tensor,
+    W: torch.Tensor,
+    diag: torch.Tensor | None,
+    z1: torch.Tensor | None,
+    d: torch.Tensor,
+    n: int,
+    generator: torch.Generator,
+    max_elements: int = EDGE_CHUNK_ELEMENTS,
+) -> HarmonicSides:
+    """:class:`HarmonicSides` of one layer at harmonic ``n``.
+
+    ``theta (B, T, D)`` the layer's input phases; ``W (B, H, T, T)`` and ``diag (B, H, T)`` or None from
+    :func:`~fsnlab.models.kernel.delay_weights`; ``z1 (B, T, D)`` complex (harmonic ``n``) or None;
+    ``d (D,)`` complex, the delay coefficients per coordinate; ``generator`` draws the shuffled control's
+    permutation. Coordinate ``i`` belongs to head ``i // (D / H)``. The coordinates of each head are
+    processed in chunks so that an edge tensor holds at most about ``max_elements`` elements.
+    """
+    B, T, D = theta.shape
+    H = W.shape[1]
+    Dh = D // H
+    heads = theta.reshape(B, T, H, Dh).transpose(1, 2)  # (B, H, T, Dh)
+    d_heads = d.reshape(H, Dh)
+    perm = shuffled_positions(T, generator)
+    chunk = max(1, min(Dh, max_elements // max(1, B * H * T * T)))
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in EDGE_SIDES}
+    for lo in range(0, Dh, chunk):
+        sl = slice(lo, min(Dh, lo + chunk))
+        for key, val in edge_sides(heads[..., sl], W, d_heads[:, sl], n, perm).items():
+            parts[key].append(val)
+    sides = {key: _coordinates(torch.cat(vals, -1)) for key, vals in parts.items()}
+    if diag is not None:
+        d_node = d_heads[:, None, :]
+        sides["self_successor"] = _coordinates(self_successor_term(diag, d_node, n, sakaguchi=False))
+        sides["self_sakaguchi"] = _coordinates(self_successor_term(diag, d_node, n, sakaguchi=True))
+    if z1 is not None:
+        sides["order_parameter"] = order_parameter_side(theta, z1, d, n)
+    return HarmonicSides(n=n, **sides)
+
+
+def _coordinates(x: torch.Tensor) -> torch.Tensor:
+    """Head layout ``(B, H, T, Dh)`` back to coordinates ``(B, T, H Dh)``."""
+    B, H, T, Dh = x.shape
+    return x.transpose(1, 2).reshape(B, T, H * Dh)
+
+
+def layer_identity(
+    theta: torch.Tensor,
+    attn: torch.Tensor,
+    z1: torch.Tensor | None,
+    d: torch.Tensor,
+    delay_mask: str,
+    seed: int = 0,
+    max_elements: int = EDGE_CHUNK_ELEMENTS,
+) -> list[HarmonicSides]:
+    """The identity check of one layer: :class:`HarmonicSides` for every harmonic ``n = 1..N``.
+
+    ``theta (B, T, D)``, ``attn (B, H, T, T)`` the dense softmax (``hook_attn``), ``z1 (B, T, D, N)``
+    complex (``hook_Z1``) or None, ``d (D, N)`` complex, all in one dtype, which the check runs in.
+    The delay weights follow ``delay_mask`` (OQ-8); harmonic ``n``'s shuffled control draws from
+    :func:`shuffle_generator` ``(seed, n)``. The probe, ``fsnlab verify`` and the explorer reduce this.
+    """
+    W, diag = delay_weights(attn, delay_mask)
+    return [
+        harmonic_sides(theta, W, diag, None if z1 is None else z1[..., n - 1], d[:, n - 1], n,
+                       shuffle_generator(seed, n), max_elements)
+        for n in range(1, d.shape[-1] + 1)
+    ]
+
+
 def layer_sides(
     theta: torch.Tensor,
     attn: torch.Tensor,
@@ -130,38 +305,14 @@ def layer_sides(
     n_head: int,
     generator: torch.Generator,
 ) -> dict[str, torch.Tensor]:
-    """All sides for one layer and harmonic: ``theta (B, T, D)``, ``attn (B, H, T, T)``, ``z1 (B, T, D)``
-    complex (harmonic n), ``d (D,)`` complex. Returns ``(B, T, D)`` tensors named ``order_parameter``,
-    ``successor``, ``sakaguchi`` and one per control."""
-    B, T, D = theta.shape
-    Dh = D // n_head
+    """The complete sides (:meth:`HarmonicSides.full`) for one layer and harmonic: ``theta (B, T, D)``,
+    ``attn (B, H, T, T)`` with ``H = n_head``, ``z1 (B, T, D)`` complex (harmonic n), ``d (D,)`` complex.
+    Returns ``(B, T, D)`` tensors named ``order_parameter``, ``successor``, ``sakaguchi``, ``shuffled``,
+    ``zero_transitions`` and ``zero_angle``."""
+    if attn.shape[1] != n_head:
+        raise ValueError(f"attn has {attn.shape[1]} heads, not {n_head}")
     W, diag = delay_weights(attn, delay_mask)
-    perm = shuffled_positions(T, generator)
-    out: dict[str, list[torch.Tensor]] = {k: [] for k in ("successor", "sakaguchi", "shuffled", "zero_transitions", "zero_angle")}
-    for h in range(n_head):
-        sl = slice(h * Dh, (h + 1) * Dh)
-        th, w, dh = theta[..., sl], W[:, h], d[sl]
-        strength = torch.abs(dh)
-        delta = transitions(th)
-        alpha = delay_frustration(delta, dh, n)
-        parts = {
-            "successor": successor_coupling(th, w, dh, n),
-            "sakaguchi": sakaguchi_coupling(th, w, alpha, strength, n),
-            "shuffled": sakaguchi_coupling(th, w, delay_frustration(delta[:, perm], dh, n), strength, n),
-            "zero_transitions": sakaguchi_coupling(th, w, delay_frustration(torch.zeros_like(delta), dh, n), strength, n),
-            "zero_angle": sakaguchi_coupling(th, w, torch.zeros_like(alpha), strength, n),
-        }
-        if diag is not None:
-            dg = diag[:, h]
-            for key in parts:
-                if key == "zero_angle":  # alpha = 0 at the diagonal too: |d| sin(0) = 0
-                    continue
-                parts[key] = parts[key] + self_successor_term(dg, dh, n, sakaguchi=key != "successor")
-        for key, val in parts.items():
-            out[key].append(val)
-    sides = {key: torch.cat(vals, -1) for key, vals in out.items()}
-    sides["order_parameter"] = order_parameter_side(theta, z1, d, n)
-    return sides
+    return harmonic_sides(theta, W, diag, z1, d, n, generator).full()
 
 
 # -- running the model -------------------------------------------------------------------------
@@ -202,7 +353,48 @@ def capture_layers(
     return layers, sources
 
 
-# -- the driver --------------------------------------------------------------------------------
+# -- the driver: fsnlab verify's reduction ------------------------------------------------------
+
+
+class _Statistics:
+    """Running max/RMS of the :data:`COMPARISONS` residuals and of side (a), per (precision, layer,
+    harmonic), over chunks of windows."""
+
+    def __init__(self, n_precision: int, n_layer: int, n_harmonic: int) -> None:
+        self.res_max = np.zeros((n_precision, n_layer, n_harmonic, len(COMPARISONS)))
+        self.res_ss = np.zeros_like(self.res_max)
+        self.ref_max = np.zeros((n_precision, n_layer, n_harmonic))
+        self.ref_ss = np.zeros_like(self.ref_max)
+        self.count = np.zeros_like(self.ref_max)
+
+    def add(self, p: int, layer: int, sides: HarmonicSides) -> None:
+        """Fold one chunk's :class:`HarmonicSides` of ``layer`` in precision ``p`` into the statistics."""
+        key = (p, layer, sides.n - 1)
+        pairs = sides.comparisons()
+        for c, name in enumerate(COMPARISONS):
+            r = pairs[name].abs().double()
+            self.res_max[key + (c,)] = max(self.res_max[key + (c,)], float(r.max()))
+            self.res_ss[key + (c,)] += float(r.pow(2).sum())
+        aa = sides.order_parameter.abs().double()
+        self.ref_max[key] = max(self.ref_max[key], float(aa.max()))
+        self.ref_ss[key] += float(aa.pow(2).sum())
+        self.count[key] += aa.numel()
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(stats, term)``: :data:`STATISTICS` stacked last ``(P, L, N, C, 4)`` and the delay term's
+        RMS and max ``(P, L, N, 2)`` (relative = residual statistic / the same statistic of side a)."""
+        rms = np.sqrt(self.res_ss / self.count[..., None])
+        ref_rms = np.sqrt(self.ref_ss / self.count)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stats = np.stack([self.res_max, rms, self.res_max / self.ref_max[..., None], rms / ref_rms[..., None]], -1)
+        return stats, np.stack([ref_rms, self.ref_max], -1)
+
+
+def head_coefficients(d: torch.Tensor, n_head: int) -> tuple[np.ndarray, np.ndarray]:
+    """``|d|`` and ``arg d`` per head and harmonic from ``d (D, N)`` (the mean over a head's coordinates
+    when the kernel is per coordinate): ``(H, N)`` each."""
+    dd = d.reshape(n_head, d.shape[0] // n_head, d.shape[1]).cpu().to(torch.complex128)
+    return dd.abs().mean(1).numpy(), (dd / dd.abs().clamp_min(1e-300)).mean(1).angle().numpy()
 
 
 def verify_identity(
@@ -214,7 +406,8 @@ def verify_identity(
     model_dtype: torch.dtype | None = None,
     window_budget: float = 2**24,
 ) -> Any:
-    """Check the delay identity on every layer and harmonic of ``model`` for the byte ids ``(B, T)``.
+    """Check the delay identity on every layer and harmonic of ``model`` for the byte ids ``(B, T)``:
+    :func:`layer_identity` on each layer's captured input, reduced to statistics over windows.
 
     Windows are processed in chunks of at most ``window_budget / (T^2 D_h)`` (the per-edge sides build
     ``(B, T, T, D_h)`` tensors), so any amount of text runs in bounded memory.
@@ -225,8 +418,6 @@ def verify_identity(
     identity residual <= ``tolerance``), ``controls_discriminate`` (1/0: every float64 control residual
     > ``control_margin * tolerance``), ``failures`` (one line each) and provenance.
     """
-    import xarray as xr
-
     require_delay_model(model)
     ids = torch.as_tensor(ids, dtype=torch.long)
     if ids.ndim == 1:
@@ -239,12 +430,7 @@ def verify_identity(
     if model_dtype != torch.float64:
         precisions[str(model_dtype).replace("torch.", "")] = model_dtype
     n_layer, N, H = cfg.n_layer, cfg.kernel_spec.n_harmonics, cfg.n_head
-    # accumulated over chunks of windows: max |res|, sum res^2 per comparison; max |a|, sum a^2, count
-    res_max = np.zeros((len(precisions), n_layer, N, len(COMPARISONS)))
-    res_ss = np.zeros_like(res_max)
-    ref_max = np.zeros((len(precisions), n_layer, N))
-    ref_ss = np.zeros_like(ref_max)
-    count = np.zeros_like(ref_max)
+    acc = _Statistics(len(precisions), n_layer, N)
     d_abs = np.zeros((n_layer, H, N))
     d_arg = np.zeros((n_layer, H, N))
     sources: dict[str, dict[str, str]] = {}
@@ -257,49 +443,11 @@ def verify_identity(
             sources.setdefault(pname, {}).update(src)
             for i, lay in enumerate(layers):
                 if p == 0 and k == 0:
-                    dd = lay["d"].reshape(H, cfg.head_dim, N).cpu().to(torch.complex128)  # per head (mean over its coordinates if per-coordinate)
-                    d_abs[i], d_arg[i] = dd.abs().mean(1).numpy(), (dd / dd.abs().clamp_min(1e-300)).mean(1).angle().numpy()
-                for n in range(1, N + 1):
-                    gen = torch.Generator().manual_seed(seed + 1000 * i + n)  # the same permutation for every chunk
-                    sides = layer_sides(lay["theta"], lay["attn"], lay["z1"][..., n - 1], lay["d"][:, n - 1], n, cfg.delay_mask, H, gen)
-                    a, a_edge, b = sides["order_parameter"], sides["successor"], sides["sakaguchi"]
-                    pairs = {
-                        "sakaguchi-order_parameter": b - a,
-                        "sakaguchi-successor": b - a_edge,
-                        "successor-order_parameter": a_edge - a,
-                        "control:shuffled_transitions": sides["shuffled"] - a,
-                        "control:zero_transitions": sides["zero_transitions"] - a,
-                        "control:zero_angle": sides["zero_angle"] - a,
-                    }
-                    for c, name in enumerate(COMPARISONS):
-                        r = pairs[name].abs().double()
-                        res_max[p, i, n - 1, c] = max(res_max[p, i, n - 1, c], float(r.max()))
-                        res_ss[p, i, n - 1, c] += float(r.pow(2).sum())
-                    aa = a.abs().double()
-                    ref_max[p, i, n - 1] = max(ref_max[p, i, n - 1], float(aa.max()))
-                    ref_ss[p, i, n - 1] += float(aa.pow(2).sum())
-                    count[p, i, n - 1] += aa.numel()
-    rms = np.sqrt(res_ss / count[..., None])
-    ref_rms = np.sqrt(ref_ss / count)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stats = np.stack([res_max, rms, res_max / ref_max[..., None], rms / ref_rms[..., None]], -1)
-    term = np.stack([ref_rms, ref_max], -1)
-    coords = {
-        "precision": list(precisions),
-        "layer": np.arange(n_layer),
-        "harmonic": np.arange(1, N + 1),
-        "comparison": list(COMPARISONS),
-        "head": np.arange(H),
-    }
-    dims = ("precision", "layer", "harmonic", "comparison")
-    long = {"max_abs": "max |residual|", "rms_abs": "RMS residual",
-            "max_rel": "max |residual| / max |delay term|", "rms_rel": "RMS residual / RMS delay term"}
-    data = {k: (dims, stats[..., j], {"units": "1" if "rel" in k else "rad per unit step", "long_name": long[k]}) for j, k in enumerate(STATISTICS)}
-    data["term_rms"] = (("precision", "layer", "harmonic"), term[..., 0], {"units": "rad per unit step", "long_name": "RMS of the delay term Im(e^{-in theta} d_n Z1_n)"})
-    data["term_max"] = (("precision", "layer", "harmonic"), term[..., 1], {"units": "rad per unit step", "long_name": "max |delay term|"})
-    data["d_abs"] = (("layer", "head", "harmonic"), d_abs, {"units": "1", "long_name": "|d_{h,n}| (delay coupling strength)"})
-    data["d_arg"] = (("layer", "head", "harmonic"), d_arg, {"units": "rad", "long_name": "arg d_{h,n}"})
-    ds = xr.Dataset(data, coords=coords)
+                    d_abs[i], d_arg[i] = head_coefficients(lay["d"], H)
+                for sides in layer_identity(lay["theta"], lay["attn"], lay["z1"], lay["d"], cfg.delay_mask, seed + 1000 * i):
+                    acc.add(p, i, sides)
+    stats, term = acc.arrays()
+    ds = _identity_dataset(stats, term, d_abs, d_arg, list(precisions))
     failures = _failures(ds, tolerance, control_margin)
     ds.attrs.update({
         "title": "FSN delay identity (spec §4): successor coupling = Kuramoto-Sakaguchi coupling with data-given frustration",
@@ -319,6 +467,29 @@ def verify_identity(
         **{f"source_{p}_{k}": v for p, src in sources.items() for k, v in src.items()},
     })
     return ds
+
+
+def _identity_dataset(stats: np.ndarray, term: np.ndarray, d_abs: np.ndarray, d_arg: np.ndarray, precisions: list[str]) -> Any:
+    """The variables of :func:`verify_identity`'s dataset (no attrs yet)."""
+    import xarray as xr
+
+    _, n_layer, N, _, _ = stats.shape
+    coords = {
+        "precision": precisions,
+        "layer": np.arange(n_layer),
+        "harmonic": np.arange(1, N + 1),
+        "comparison": list(COMPARISONS),
+        "head": np.arange(d_abs.shape[1]),
+    }
+    dims = ("precision", "layer", "harmonic", "comparison")
+    long = {"max_abs": "max |residual|", "rms_abs": "RMS residual",
+            "max_rel": "max |residual| / max |delay term|", "rms_rel": "RMS residual / RMS delay term"}
+    data = {k: (dims, stats[..., j], {"units": "1" if "rel" in k else "rad per unit step", "long_name": long[k]}) for j, k in enumerate(STATISTICS)}
+    data["term_rms"] = (("precision", "layer", "harmonic"), term[..., 0], {"units": "rad per unit step", "long_name": "RMS of the delay term Im(e^{-in theta} d_n Z1_n)"})
+    data["term_max"] = (("precision", "layer", "harmonic"), term[..., 1], {"units": "rad per unit step", "long_name": "max |delay term|"})
+    data["d_abs"] = (("layer", "head", "harmonic"), d_abs, {"units": "1", "long_name": "|d_{h,n}| (delay coupling strength)"})
+    data["d_arg"] = (("layer", "head", "harmonic"), d_arg, {"units": "rad", "long_name": "arg d_{h,n}"})
+    return xr.Dataset(data, coords=coords)
 
 
 def _failures(ds: Any, tolerance: float, control_margin: float) -> list[str]:

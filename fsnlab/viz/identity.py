@@ -6,17 +6,16 @@ contributes to the delay term
     successor form (the network's way):   W_{t,u} Im(d_n e^{in(θ_{u+1} − θ_t)})
     Kuramoto–Sakaguchi form:              W_{t,u} |d_n| sin(n(θ_u − θ_t) − α_{u,n}),  α_{u,n} = −(nΔ_u + arg d_n)
 
-with Δ_u = θ_{u+1} − θ_u the data's transition. Both are evaluated, edge by edge, by the kernel
-module's own functions (:func:`fsnlab.models.kernel.successor_coupling`,
-:func:`~fsnlab.models.kernel.sakaguchi_coupling`, :func:`~fsnlab.models.kernel.delay_frustration`,
-:func:`~fsnlab.models.kernel.transitions`), in float64 on the phases the probe stored for the layer's
-input, with the weights W from the probe's top-k couplings (``attn_topk_*``). So the page shows the
-k strongest terms and their partial sums; the full sum as the network computed it (from its order
-parameter Z¹, :func:`~fsnlab.models.kernel.tangent_projection`) and the probe's exact whole-run
+with Δ_u = θ_{u+1} − θ_u the data's transition. Both, and the α = 0 control, come from the one
+identity check :func:`fsnlab.dynamics.identity.harmonic_sides` (which ``fsnlab verify`` and the probe
+reduce too), evaluated edge by edge in float64 on the phases the probe stored for the layer's input,
+with the weights W from the probe's top-k couplings (``attn_topk_*``). So the page shows the k
+strongest terms and their partial sums; the full sum as the network computed it (from its order
+parameter Z¹, :func:`~fsnlab.dynamics.identity.order_parameter_side`) and the probe's exact whole-run
 residual (``delay_identity_*``) are shown next to them.
 
 Nothing here re-derives the kernel's physics: :func:`token_identity` only slices the dataset into
-the functions' inputs (one three-position window ``[θ_u, θ_{u+1}, θ_t]`` per edge) and reads their outputs.
+the check's inputs (one three-position window ``[θ_u, θ_{u+1}, θ_t]`` per edge) and reads its outputs.
 """
 
 from __future__ import annotations
@@ -29,15 +28,7 @@ import numpy as np
 import torch
 
 from fsnlab.dynamics.circular import wrap
-from fsnlab.models.kernel import (
-    complex_mul,
-    delay_frustration,
-    harmonic_features,
-    sakaguchi_coupling,
-    successor_coupling,
-    tangent_projection,
-    transitions,
-)
+from fsnlab.dynamics.identity import harmonic_sides, order_parameter_side, shuffle_generator
 from fsnlab.viz.common import (
     VizError,
     base_layout,
@@ -224,13 +215,11 @@ def token_identity(ds: Any, sample: int, layer: int, pos: int, harmonic: int = 1
 
     if "Z_real" in ds.variables:  # the network's full delay term for this harmonic, from its own Z1
         zsel = {"sample": s, "layer": layer, "delay": 1, "pos": pos, "osc": osc, "harmonic": j}
-        zr = torch.tensor(float(values(ds["Z_real"].isel(zsel))), dtype=torch.float64)
-        zi = torch.tensor(float(values(ds["Z_imag"].isel(zsel))), dtype=torch.float64)
-        dt = torch.tensor(d_val, dtype=torch.complex128)
-        cos_n, sin_n = harmonic_features(torch.tensor([theta[pos]], dtype=torch.float64), n)
-        w = complex_mul((dt.real, dt.imag), (zr, zi))
-        force = tangent_projection(cos_n[..., j : j + 1], sin_n[..., j : j + 1], (w[0].reshape(1, 1), w[1].reshape(1, 1)))
-        out.network = float(force[0])
+        z1 = torch.complex(torch.tensor(float(values(ds["Z_real"].isel(zsel))), dtype=torch.float64),
+                           torch.tensor(float(values(ds["Z_imag"].isel(zsel))), dtype=torch.float64))
+        force = order_parameter_side(torch.tensor([[theta[pos]]], dtype=torch.float64), z1.reshape(1, 1),
+                                     torch.tensor([d_val], dtype=torch.complex128), n)
+        out.network = float(force[0, 0])
     if "delay_identity_residual" in ds.variables:
         rsel = {"sample": s, "layer": layer, "harmonic": j}
         out.probe_residual = float(values(ds["delay_identity_residual"].isel(rsel)))
@@ -243,31 +232,29 @@ def token_identity(ds: Any, sample: int, layer: int, pos: int, harmonic: int = 1
 
 
 def _evaluate_edges(out: TokenIdentity, edges: list, theta: np.ndarray, chars: list[str], d_val: complex, n: int) -> None:
-    """Both forms for every edge, through the kernel module's functions.
+    """Both forms and the ``alpha = 0`` control for every edge, read from the identity check
+    :func:`fsnlab.dynamics.identity.harmonic_sides` (the one ``fsnlab verify`` and the probe reduce).
 
-    Each edge (t, u) becomes a three-position window ``[θ_u, θ_succ, θ_t]`` with a single weight
-    ``W[2, 0]``: :func:`successor_coupling` then reads the successor of position 0 (``θ_succ``), and
-    :func:`transitions` gives ``Δ_u = θ_succ − θ_u``, exactly as on the full sequence.
+    Each edge (t, u) becomes a three-position window ``[θ_u, θ_succ, θ_t]`` (one head, one coordinate)
+    with a single weight ``W[2, 0]``: the successor side then reads the successor of position 0
+    (``θ_succ``), and the transition ``Δ_u = θ_succ − θ_u`` is row 0, exactly as on the full sequence.
     """
     t = out.pos
     E = len(edges)
     win = torch.empty(E, 3, 1, dtype=torch.float64)
-    W = torch.zeros(E, 3, 3, dtype=torch.float64)
+    W = torch.zeros(E, 1, 3, 3, dtype=torch.float64)
     for e, (_, u, succ, _, w) in enumerate(edges):
         win[e, :, 0] = torch.tensor([theta[u], theta[succ], theta[t]], dtype=torch.float64)
-        W[e, 2, 0] = w
-    d = torch.tensor(d_val, dtype=torch.complex128)
-    succ_form = successor_coupling(win, W, d, n)[:, 2, 0]
-    delta = transitions(win)  # (E, 3, 1); row 0 is Δ_u
-    alpha = delay_frustration(delta, d, n)
-    ks_form = sakaguchi_coupling(win, W, alpha, torch.abs(d), n)[:, 2, 0]
-    control = sakaguchi_coupling(win, W, torch.zeros_like(alpha), torch.abs(d), n)[:, 2, 0]
+        W[e, 0, 2, 0] = w
+    d = torch.tensor([d_val], dtype=torch.complex128)
+    sides = harmonic_sides(win, W, None, None, d, n, shuffle_generator(0, n))
     for e, (rank, u, succ, a, w) in enumerate(edges):
         out.terms.append(IdentityTerm(
             rank=rank, u=u, succ=succ, attention=a, weight=w,
             char_u=chars[u], char_succ=chars[succ], theta_u=float(theta[u]), theta_succ=float(theta[succ]),
-            delta=float(wrap(float(delta[e, 0, 0]))), alpha=float(wrap(float(alpha[e, 0, 0]))),
-            successor=float(succ_form[e]), sakaguchi=float(ks_form[e]), control=float(control[e]),
+            delta=float(wrap(float(sides.transition[e, 0, 0]))), alpha=float(wrap(float(sides.frustration[e, 0, 0]))),
+            successor=float(sides.successor[e, 2, 0]), sakaguchi=float(sides.sakaguchi[e, 2, 0]),
+            control=float(sides.zero_angle[e, 2, 0]),
         ))
 
 
