@@ -82,12 +82,26 @@ def test_checkpoint_without_delay_is_one_line(runs, kind, capsys):
     assert "Traceback" not in captured.err and captured.out == ""
 
 
-@pytest.mark.parametrize("extra", [["--text", "ab"], ["--text-file", "/nonexistent/file.txt"], ["--start", "-1"], ["--data", "text:/nonexistent"]])
+@pytest.mark.parametrize("extra", [["--text", "ab"], ["--text", ""], ["--text-file", "/nonexistent/file.txt"], ["--start", "-1"],
+                                   ["--data", "text:/nonexistent"], ["--data", "embedded", "--length", "100000000"]])
 def test_bad_input_is_one_line(runs, extra, capsys):
     capsys.readouterr()
     assert main(["verify", runs["fsn"], *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fsnlab verify: error:")
+
+
+def test_windows_tile_the_text_and_drop_a_short_tail():
+    """verify cuts text as the probe does (fsnlab.probe.text.window_starts), without the probe's
+    end-aligned last window: non-overlapping windows of the context length."""
+    import numpy as np
+    import torch
+
+    from fsnlab.commands.verify import windows
+
+    ids = windows(np.arange(150, dtype=np.uint8), 32)
+    assert ids.shape == (4, 32) and torch.equal(ids.flatten(), torch.arange(128))
+    assert windows(np.arange(20, dtype=np.uint8), 32).shape == (1, 20)
 
 
 def test_missing_checkpoint(tmp_path, capsys):

@@ -12,11 +12,15 @@ import hashlib
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from fsnlab.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from fsnlab.probe.text import ProbeText
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,32 +67,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def read_text_bytes(args: argparse.Namespace, ckpt: dict, context_length: int) -> tuple[np.ndarray, str]:
-    """The byte ids to verify on, and a description of where they came from."""
+    """The byte ids to verify on, and a description of where they came from; the text is read by
+    :mod:`fsnlab.probe.text`, as ``fsnlab probe`` reads its text."""
+    from fsnlab.probe.text import as_probe_text, text_from_file
+
     if args.start < 0 or (args.length is not None and args.length < 1):
         raise DataError("--start must be >= 0 and --length >= 1")
+    if args.text is None and args.text_file is None:
+        return corpus_bytes(args, ckpt, context_length)
     if args.text is not None:
-        data = np.frombuffer(args.text.encode("utf-8"), dtype=np.uint8)
+        data = _ids(as_probe_text(args.text))
         where = f"--text ({data.size} bytes)"
-    elif args.text_file is not None:
-        path = Path(args.text_file).expanduser()
-        try:
-            data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
-        except OSError as exc:
-            raise DataError(f"cannot read text file {path}: {exc.strerror or exc}") from None
-        where = f"{path} ({data.size} bytes)"
     else:
-        from fsnlab.data import load_corpus
-
-        spec = args.data or ckpt.get("train_config", {}).get("data", "embedded")
-        split = load_corpus(spec).split(args.split)
-        length = args.length or context_length
-        data = np.asarray(split[args.start : args.start + length])
-        where = f"{spec} {args.split}[{args.start}:{args.start + data.size}]"
-        return _check(data, where), where
+        data = _ids(text_from_file(args.text_file))
+        where = f"{Path(args.text_file).expanduser()} ({data.size} bytes)"
     if args.length is not None or args.start:
         data = data[args.start : args.start + args.length if args.length else None]
         where += f" [{args.start}:{args.start + data.size}]"
     return _check(data, where), where
+
+
+def corpus_bytes(args: argparse.Namespace, ckpt: dict, context_length: int) -> tuple[np.ndarray, str]:
+    """``--length`` bytes (default: one context window, fewer where the split ends sooner) from
+    ``--start`` of the ``--split`` of ``--data``, else of the checkpoint's training corpus."""
+    from fsnlab.probe.text import text_from_corpus
+
+    spec = args.data or ckpt.get("train_config", {}).get("data", "embedded")
+    length = args.length or context_length
+    data = _ids(text_from_corpus(spec, args.split, args.start, length, at_most=args.length is None))
+    where = f"{spec} {args.split}[{args.start}:{args.start + data.size}]"
+    return _check(data, where), where
+
+
+def _ids(text: ProbeText) -> np.ndarray:
+    """The bytes of ``text`` as ``uint8`` ids."""
+    return np.frombuffer(text.data, dtype=np.uint8)
 
 
 def check_thresholds(args: argparse.Namespace) -> None:
@@ -113,10 +126,12 @@ def _check(data: np.ndarray, where: str) -> np.ndarray:
 
 def windows(data: np.ndarray, context_length: int) -> torch.Tensor:
     """Non-overlapping windows ``(B, T)`` of at most ``context_length`` bytes; a short tail is dropped
-    when there is at least one full window."""
+    when there is at least one full window (:func:`fsnlab.probe.text.window_starts` without ``align_end``)."""
+    from fsnlab.probe.text import window_starts
+
     T = min(context_length, data.size)
-    B = data.size // T
-    return torch.as_tensor(data[: B * T].astype(np.int64)).reshape(B, T)
+    starts = window_starts(data.size, T, T, align_end=False)
+    return torch.as_tensor(np.stack([data[s : s + T] for s in starts]).astype(np.int64))
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -89,12 +89,13 @@ def text_from_corpus(spec: str, split: str, start: int, length: int, *, at_most:
     return ProbeText(bytes(np.asarray(data[start : start + length])), corpus=corpus.name, split=split, start=start)
 
 
-def window_starts(n: int, context: int, stride: int | None) -> list[int]:
+def window_starts(n: int, context: int, stride: int | None, align_end: bool = True) -> list[int]:
     """Start offsets of the windows that cover ``n`` bytes with a model of context ``context``.
 
     ``n <= context``: one window ``[0]`` of length ``n``. Otherwise a ``stride`` (1..context) is
-    required; the windows are ``0, S, 2S, ...`` and, if the last stops short of ``n``, one more at
-    ``n - context`` (so the final window may overlap its predecessor).
+    required; the windows are ``0, S, 2S, ...`` and, if the last stops short of ``n`` and ``align_end``,
+    one more at ``n - context`` (so the final window may overlap its predecessor). Without
+    ``align_end`` a short tail is left out (``fsnlab verify``'s non-overlapping windows).
     """
     if n <= 0:
         raise ProbeError("the text to probe is empty")
@@ -110,7 +111,7 @@ def window_starts(n: int, context: int, stride: int | None) -> list[int]:
             f"pass a stride (--stride {context} for non-overlapping windows)"
         )
     starts = list(range(0, n - context + 1, stride))
-    if starts[-1] + context < n:
+    if align_end and starts[-1] + context < n:
         starts.append(n - context)
     return starts
 
