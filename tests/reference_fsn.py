@@ -55,7 +55,7 @@ def _layer_parameters(layer):
 
         def rope_offset(theta_t):
             return static
-    if layer.value_proj is not None:  # diagnostic: senders broadcast theta_u + W_psi [cos; sin] theta_u + b_psi
+    if getattr(layer, "value_proj", None) is not None:  # diagnostic: senders broadcast theta_u + W_psi [cos; sin] theta_u + b_psi
         W_psi = layer.value_proj.weight.detach().double().numpy()
         b_psi = layer.value_proj.bias.detach().double().numpy()
         sender = lambda th: th + np.concatenate([np.cos(th), np.sin(th)], -1) @ W_psi.T + b_psi  # noqa: E731

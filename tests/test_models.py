@@ -23,6 +23,7 @@ from fsnlab.models import (
     list_presets,
     param_groups,
     parameter_breakdown,
+    parameter_components,
     preset_rung,
 )
 from fsnlab.models.config import KERNEL_SETTINGS
@@ -144,6 +145,77 @@ def test_param_groups_cover_every_parameter_once():
     assert id(fsn.embed.weight) in angle and id(fsn.blocks[0].ffn.mode_phases) in angle
     no_decay = {id(p) for p in param_groups(fsn)["no_decay"]}
     assert id(fsn.blocks[0].attn.kernel.c_re) in no_decay
+
+
+@pytest.mark.parametrize("preset,overrides", FAMILY_VARIANTS, ids=IDS)
+def test_every_parameter_has_a_declared_budget_component(preset, overrides):
+    """``fsnlab params`` reads what each module declares: every parameter is covered, and the split of
+    every variant puts each map where it works (the value pathway of a diagnostic is the kernel's)."""
+    model = build_model(preset, **overrides)
+    components = parameter_components(model)
+    assert set(components) == {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    counts = parameter_breakdown(model)
+    numel = lambda *names: sum(p.numel() for n, p in model.named_parameters() if any(s in n for s in names))  # noqa: E731
+    attention = overrides.get("attention", "kuramoto")
+    if preset.startswith("fsn-tiny") and attention == "kuramoto":
+        assert counts["kernel"] == numel(".kernel.", "eta_raw", "natural_frequency", "value_proj")
+        assert counts["score_map"] == numel("gate_", "log_beta", "score_offset", "offset_proj")
+    if attention == "phase_scores":  # the FSN's weights A, a transformer's W_v, W_o: those are the value pathway
+        assert counts["kernel"] == numel("value_map", "output_map") > 0
+        assert counts["score_map"] == numel("gate_", "log_beta", "score_offset")
+    if attention == "dot_scores":
+        assert counts["score_map"] == numel("query_proj", "key_proj") > 0
+        assert counts["kernel"] == numel(".kernel.", "eta_raw")
+    if attention == "dot_product":  # W_in feeds q, k and v: counted as the transformer's W_qkv is
+        w_in = [p.numel() for n, p in model.named_parameters() if "w_in" in n]
+        assert counts["kernel"] == numel("attn.attn.wo") + numel("attn.attn.wqkv") // 3 + sum(n - round(2 * n / 3) for n in w_in)
+
+
+def test_a_module_without_a_declaration_is_refused():
+    model = build_model("fsn-tiny")
+    model.blocks[0].extra = nn.Linear(2, 2)
+    with pytest.raises(ConfigError, match="blocks.0.extra.weight"):
+        parameter_breakdown(model)
+
+
+def test_the_spec_layer_is_built_for_every_faithful_config_and_a_diagnostic_class_otherwise():
+    from fsnlab.models.diagnostics import (
+        DotProductPhaseAttention, DotScoreAttention, DotScoreValueOffsetAttention, PhaseScoreAttention,
+        ValueOffsetAttention,
+    )
+    from fsnlab.models.fsn import FSNAttention
+
+    for preset, overrides in FAMILY_VARIANTS:
+        model = build_model(preset, **overrides)
+        if model.config.family == "transformer":
+            continue
+        attn = type(model.blocks[0].attn)
+        expected = {
+            ("kuramoto", False): FSNAttention, ("kuramoto", True): ValueOffsetAttention,
+            ("dot_scores", False): DotScoreAttention, ("phase_scores", False): PhaseScoreAttention,
+            ("dot_product", False): DotProductPhaseAttention,
+        }[model.config.attention, model.config.value_offset]
+        assert attn is expected
+    assert type(build_model("fsn-tiny", attention="dot_scores", value_offset=True).blocks[0].attn) is DotScoreValueOffsetAttention
+    with pytest.raises(ConfigError, match="value_offset"):
+        build_model("fsn-tiny", attention="phase_scores", value_offset=True)
+
+
+def test_parameter_order_of_the_optimizer_groups_is_that_of_the_checkpoints():
+    """The optimizer's state in a checkpoint is indexed by position within each group: the order of the
+    layer's parameters is part of the checkpoint format (a resumed run must find its moments)."""
+    model = build_model("fsn-tiny")
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {g: [names[id(p)] for p in ps] for g, ps in param_groups(model).items()}
+    block = lambda i, *ns: [f"blocks.{i}.{n}" for n in ns]  # noqa: E731
+    mlp = ("ffn.mlp.w1.weight", "ffn.mlp.w3.weight", "ffn.mlp.w2.weight")
+    kernel = ("attn.gate_raw", "attn.log_beta", "attn.eta_raw", "attn.kernel.c_re", "attn.kernel.c_im",
+              "attn.kernel.d_re", "attn.kernel.d_im")
+    assert groups == {
+        "decay": [*block(0, *mlp), *block(1, *mlp), "readout.proj.weight"],
+        "no_decay": [*block(0, *kernel), *block(1, *kernel), "readout.proj.bias"],
+        "angle": ["embed.weight", "blocks.0.attn.score_offset", "blocks.1.attn.score_offset"],
+    }
 
 
 def test_config_round_trips_through_json():

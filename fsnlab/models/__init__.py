@@ -1,6 +1,6 @@
 """The model family: FSN (and its kernel ablations), FSN-MF and the RoPE-SwiGLU transformer."""
 
-from fsnlab.models.build import build_model, match_budget, param_groups, parameter_breakdown
+from fsnlab.models.build import build_model, match_budget, param_groups, parameter_breakdown, parameter_components
 from fsnlab.models.config import (
     FSNConfig,
     ModelConfig,
@@ -35,6 +35,7 @@ __all__ = [
     "match_budget",
     "param_groups",
     "parameter_breakdown",
+    "parameter_components",
     "preset_rung",
     "replace_config",
 ]

@@ -33,6 +33,15 @@ def build_model(preset_or_config: str | ModelConfig, **overrides: Any) -> nn.Mod
     raise ConfigError(f"not a model config: {type(config).__name__}")
 
 
+def declared(module: nn.Module, attribute: str) -> dict[str, Any]:
+    """A module's ``param_kinds`` or ``param_components``, merged over its classes (a subclass's or an
+    earlier mixin's entry wins), so a layer composed of parts declares what each part declares."""
+    merged: dict[str, Any] = {}
+    for cls in reversed(type(module).__mro__):
+        merged.update(cls.__dict__.get(attribute, {}))
+    return merged
+
+
 def param_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """Optimizer groups (spec §7.2, OQ-25): ``decay`` (weight matrices), ``no_decay`` (gains, biases,
     kernel coefficients, step sizes, temperatures) and ``angle`` (phase tables: the phase embedding and
@@ -44,7 +53,7 @@ def param_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     groups: dict[str, list[nn.Parameter]] = {"decay": [], "no_decay": [], "angle": []}
     seen: set[int] = set()
     for module in model.modules():
-        kinds = getattr(module, "param_kinds", {})
+        kinds = declared(module, "param_kinds")
         for name, p in module.named_parameters(recurse=False):
             if id(p) in seen or not p.requires_grad:
                 continue
@@ -53,47 +62,55 @@ def param_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     return groups
 
 
-def _component(family: str, config: ModelConfig, name: str) -> str:
-    """Which budget component a parameter belongs to (the names of ``fsnlab params``)."""
-    if name.startswith("embed."):
-        return "embedding"
-    if name.startswith("readout.") or name == "norm.weight":
-        return "readout"
-    if family == "transformer":
-        if "norm" in name:
-            return "norms"
-        if ".ffn." in name:
-            return "feed_forward"
-        return "score_map" if "wqkv" in name else "kernel"  # wqkv is split below
-    if ".ffn." in name:
-        return "modes" if config.ffn == "mean_field" else "feed_forward"
-    if ".kernel." in name or "eta_raw" in name or "natural_frequency" in name:
-        return "kernel"
-    return "score_map"  # gates and temperatures
+Component = str | dict[str, float]  # one budget component, or fractions of several (a fused W_qkv)
+
+
+def parameter_components(model: nn.Module) -> dict[str, Component]:
+    """The budget component of every parameter, by dotted name, from the ``param_components`` each module
+    declares: an entry names a parameter of that module or a child module, whose parameters it then covers
+    unless the child declares its own. Raises :class:`ConfigError` for a parameter nothing declares."""
+    out: dict[str, Component] = {}
+
+    def visit(module: nn.Module, prefix: str, inherited: Component | None) -> None:
+        own = declared(module, "param_components")
+        for name, _ in module.named_parameters(recurse=False):
+            component = own.get(name, inherited)
+            if component is None:
+                raise ConfigError(f"no budget component declared for parameter {prefix}{name} "
+                                  f"({type(module).__name__}.param_components)")
+            out[prefix + name] = component
+        for name, child in module.named_children():
+            visit(child, f"{prefix}{name}.", own.get(name, inherited))
+
+    visit(model, "", None)
+    return out
 
 
 def parameter_breakdown(model_or_config: nn.Module | ModelConfig | str) -> dict[str, int]:
     """Component-wise parameter count: embedding, score map, kernel (the value pathway), feed-forward or
-    modes, norms, readout and total. For the transformer, the score map is W_q, W_k and the kernel
-    (value pathway) is W_v, W_o; a tied readout counts with the embedding."""
+    modes, norms, readout and total, as each module declares them (:func:`parameter_components`). For the
+    transformer, the score map is W_q, W_k and the kernel (value pathway) is W_v, W_o; a tied readout
+    counts with the embedding."""
     if isinstance(model_or_config, nn.Module):
         model = model_or_config
     else:
         with torch.device("meta"):
             model = build_model(model_or_config)
-    config = model.config
+    components = parameter_components(model)
     counts = {c: 0 for c in COMPONENTS}
     seen: set[int] = set()
-    for name, p in model.named_parameters():
+    for name, p in model.named_parameters():  # a tied parameter once, under its first name
         if id(p) in seen:
             continue
         seen.add(id(p))
-        component = _component(config.family, config, name)
-        if config.family == "transformer" and "wqkv" in name:
-            counts["score_map"] += 2 * p.numel() // 3
-            counts["kernel"] += p.numel() // 3
+        component = components[name]
+        if isinstance(component, str):
+            counts[component] += p.numel()
             continue
-        counts[component] += p.numel()
+        shares = [(c, round(p.numel() * f)) for c, f in component.items()]
+        for c, n in shares[:-1]:
+            counts[c] += n
+        counts[shares[-1][0]] += p.numel() - sum(n for _, n in shares[:-1])  # the rest: the total stays exact
     counts["total"] = sum(counts[c] for c in COMPONENTS)
     return counts
 

@@ -16,6 +16,18 @@ with the force in order-parameter form (§3.4)::
 ``s_{t,u} = sum_i g_i cos(theta_{t,i} - theta_{u,i} + omega_i (t - u))``, computed as a dot product of
 cos/sin features so that fused attention kernels apply. Phases, trig and the force are fp32.
 
+The attention step is composed of three parts, each a small mixin that owns its parameters (so their
+names, ``blocks.{i}.attn.gate_raw`` and so on, are those of the checkpoints):
+
+* :class:`PhaseScoreMap`: the score map, ``q, k`` of §3.3 (gate ``g``, temperature ``beta``, offset ``phi``,
+  rotary drift ``omega``);
+* :class:`KuramotoCoupling`: the value pathway, the kernel's force ``F`` from the order parameters (§3.4);
+* the Euler step ``theta + eta F (+ Omega)`` (§3.5), :meth:`KuramotoCoupling.euler_step`.
+
+:class:`FSNAttention` is the spec's layer and nothing else. The diagnostic forms of ``config.attention``
+and ``config.value_offset`` (docs/quality.md) are in :mod:`fsnlab.models.diagnostics`, built from the same
+parts; :func:`build_attention` chooses.
+
 Hook points (shapes; B batch, T positions, D phases, H heads, N harmonics, M modes):
 
 * ``hook_embed`` ``(B, T, D)``: phases out of the embedding; ``hook_theta_final`` ``(B, T, D)``.
@@ -30,6 +42,10 @@ Hook points (shapes; B batch, T positions, D phases, H heads, N harmonics, M mod
 
 Complex-valued and dense hooks are materialised only when someone listens (``HookPoint.active``),
 and never change the output.
+
+Every module declares the budget component of its parameters (``param_components``, read by
+:func:`fsnlab.models.build.parameter_breakdown`) and any optimizer group the default rule gets wrong
+(``param_kinds``, read by :func:`fsnlab.models.build.param_groups`).
 """
 
 from __future__ import annotations
@@ -44,12 +60,20 @@ from fsnlab.models.attention import (
     attend, attention_backend, attention_weights, causal_attention, delay_attention, full_precision,
 )
 from fsnlab.models.fused_force import fused_delay_force
-from fsnlab.models.config import FSNConfig, TransformerConfig
+from fsnlab.models.config import FSNConfig
 from fsnlab.models.hooks import HookPoint
 from fsnlab.models.kernel import (
     CouplingKernel, complex_mul, harmonic_features, harmonic_phasors, tangent_force, tangent_projection,
 )
-from fsnlab.models.transformer import CausalSelfAttention, SwiGLU, apply_rope, rope_cos_sin, rope_frequencies
+from fsnlab.models.transformer import SwiGLU
+
+
+def phase_features(theta: torch.Tensor) -> torch.Tensor:
+    """``[cos theta; sin theta]``: the ``2D`` real features of ``D`` phases, ``(..., D) -> (..., 2D)``.
+
+    The input of every learned map on the phases (gate, offsets, SwiGLU, readout; §3.3, §3.6, §3.7).
+    """
+    return torch.cat([torch.cos(theta), torch.sin(theta)], -1)
 
 
 def phase_rope_frequencies(d_phase: int, n_head: int, base: float) -> torch.Tensor:
@@ -62,6 +86,7 @@ def phase_rope_frequencies(d_phase: int, n_head: int, base: float) -> torch.Tens
 
 
 def _softplus_inverse(y: float) -> float:
+    """``x`` with ``softplus(x) = y``: the raw value that initialises a softplus-parameterised positive."""
     return math.log(math.expm1(y))
 
 
@@ -102,6 +127,7 @@ class PhaseEmbedding(nn.Module):
     """
 
     param_kinds = {"weight": "angle"}
+    param_components = {"weight": "embedding"}
 
     def __init__(self, vocab_size: int, d_phase: int, form: str = "angle", radius: float = 1.0):
         super().__init__()
@@ -129,60 +155,29 @@ class PhaseEmbedding(nn.Module):
         return F.embedding(idx, self.phases())
 
 
-class FSNAttention(nn.Module):
-    """Frustrated synchronization attention: one Euler step ``theta + eta * F`` (§3.3-§3.5)."""
+# -- the attention step's parts -------------------------------------------------------------------
 
-    param_kinds = {"natural_frequency": "no_decay", "score_offset": "angle"}
 
-    def __init__(self, config: FSNConfig):
-        super().__init__()
+class PhaseScoreMap:
+    """The score map of §3.3 (a mixin of an attention module): ``q . k = beta sum_i g_i cos(theta_t -
+    theta_u + omega_i (t - u) + phi_i)``, with the learned metric ``g`` (OQ-4), temperature ``beta``
+    (OQ-6), score offset ``phi`` (OQ-4) and rotary drift ``omega`` (OQ-5)."""
+
+    param_kinds = {"score_offset": "angle"}
+    param_components = {name: "score_map" for name in ("gate_raw", "gate_proj", "log_beta", "score_offset", "offset_proj")}
+
+    def _build_score_map(self, config: FSNConfig) -> None:
         D, H = config.d_phase, config.n_head
-        self.config = config
-        self.spec = config.kernel_spec
         if config.gate == "static":
             self.gate_raw = nn.Parameter(torch.full((D,), _softplus_inverse(1.0)))  # g = softplus = 1
         else:
             self.gate_proj = nn.Linear(2 * D, D)  # g_t = sigmoid(W [cos; sin] + b), OQ-4
         beta0 = config.temperature_init if config.temperature_init is not None else 1 / math.sqrt(config.head_dim)
         self.log_beta = nn.Parameter(torch.full((H,), math.log(beta0)))
-        self.eta_raw = nn.Parameter(torch.full((D,), _softplus_inverse(config.step_size_init)))
-        self.natural_frequency = nn.Parameter(torch.zeros(D)) if config.natural_frequency else None
         self.score_offset = nn.Parameter(torch.zeros(D)) if config.score_offset else None
         # phi_t = W_phi [cos; sin] theta_t + b_phi (OQ-4); std-0.02 weights and a zero bias: near zero at init
         self.offset_proj = nn.Linear(2 * D, D) if config.query_offset else None
-        # DIAGNOSTIC switch, not the spec's layer: a content-dependent lag psi_u on what each sender broadcasts
-        self.value_proj = nn.Linear(2 * D, D) if config.value_offset else None
-        groups = H if config.kernel_sharing == "head" else D
-        self.kernel = CouplingKernel(self.spec, groups, config.delay_init_scale, config.delay_init_angle)
-        # DIAGNOSTIC attention forms (config.attention, docs/quality.md); none of them is the spec's layer
-        if config.attention == "dot_scores":  # learned W_q, W_k on [cos; sin] theta replace the phase-coherence score
-            del self.log_beta
-            self.score_offset = self.offset_proj = None  # no phase-coherence score to offset
-            if config.gate == "static":
-                del self.gate_raw
-            else:
-                del self.gate_proj
-            self.query_proj = nn.Linear(2 * D, D, bias=False)
-            self.key_proj = nn.Linear(2 * D, D, bias=False)
-            self.register_buffer("rope_freq", rope_frequencies(config.head_dim, config.rope_base), persistent=False)
-        if config.attention == "phase_scores":  # W_v, W_o replace the Kuramoto kernel (and eta) as the value pathway
-            del self.kernel, self.eta_raw
-            self.value_map = nn.Linear(2 * D, D, bias=False)
-            self.output_map = nn.Linear(D, D, bias=False)
-        self.register_buffer(
-            "rope_omega", phase_rope_frequencies(D, H, config.rope_base), persistent=False
-        )
-        self.hook_theta_in = HookPoint()
-        self.hook_attn = HookPoint()
-        self.hook_Z0 = HookPoint()
-        self.hook_Z1 = HookPoint()
-        self.hook_force = HookPoint()
-        self.hook_theta_out = HookPoint()
-
-    # -- pieces that the probe and verify read --------------------------------------------------
-    def step_size(self) -> torch.Tensor:
-        """``eta (D,)``, the coupling strength per coordinate (OQ-11)."""
-        return F.softplus(self.eta_raw)
+        self.register_buffer("rope_omega", phase_rope_frequencies(D, H, config.rope_base), persistent=False)
 
     def temperature(self) -> torch.Tensor:
         """``beta (H,)``, the softmax inverse temperature per head (OQ-6)."""
@@ -195,38 +190,14 @@ class FSNAttention(nn.Module):
             return F.softplus(self.gate_raw)
         if theta is None:
             raise ValueError("a query-conditioned gate needs the phases theta")
-        phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
-        return torch.sigmoid(self.gate_proj(phi).to(theta.dtype))
+        return torch.sigmoid(self.gate_proj(phase_features(theta)).to(theta.dtype))
 
     def offset(self, theta: torch.Tensor) -> torch.Tensor | None:
         """The score offset ``phi``: ``(D,)`` when static, ``(B, T, D)`` when query-conditioned, else ``None``."""
         if self.offset_proj is not None:
-            phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
-            dynamic = self.offset_proj(phi).to(theta.dtype)
+            dynamic = self.offset_proj(phase_features(theta)).to(theta.dtype)
             return dynamic if self.score_offset is None else dynamic + self.score_offset
         return self.score_offset
-
-    def sender_phases(self, theta: torch.Tensor) -> torch.Tensor:
-        """The phases a token broadcasts to the value pathway: ``theta`` itself (the spec), or with
-        ``value_offset=True`` (a diagnostic) ``theta_u + psi_u``, ``psi_u = W_psi [cos; sin] theta_u + b_psi``.
-
-        The diagnostic gives each sender a content-dependent Sakaguchi lag, so coordinate ``i`` of a receiver
-        can be pulled toward a function of *all* coordinates of the sender: the routing a transformer's value
-        map has and the spec's coupling lacks (docs/quality.md). The delay identity then holds for the
-        broadcast phases, not for ``theta``, so ``fsnlab verify`` refuses such a model.
-        """
-        if self.value_proj is None:
-            return theta
-        phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
-        return theta + self.value_proj(phi).to(theta.dtype)
-
-    def coordinate_coefficients(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
-        """Kernel coefficients expanded to one per coordinate: ``c, d`` as (re, im) pairs ``(D, N)``."""
-        reps = self.config.head_dim if self.config.kernel_sharing == "head" else 1
-        c = tuple(x.repeat_interleave(reps, 0) for x in self.kernel.coefficients())
-        d_pair = self.kernel.delay_coefficients()
-        d = tuple(x.repeat_interleave(reps, 0) for x in d_pair) if d_pair is not None else None
-        return c, d  # type: ignore[return-value]
 
     def queries_keys(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Score features (§3.3): ``q = beta g [cos; sin](theta + omega t + phi)``, ``k = [cos; sin](theta + omega t)``.
@@ -240,8 +211,6 @@ class FSNAttention(nn.Module):
         """
         H = self.config.n_head
         T = theta.shape[1]
-        if self.config.attention == "dot_scores":
-            return self._dot_product_scores(theta)
         pos = torch.arange(T, device=theta.device, dtype=theta.dtype)
         drifted = theta + pos[:, None] * self.rope_omega
         cos, sin = torch.cos(drifted), torch.sin(drifted)
@@ -256,54 +225,83 @@ class FSNAttention(nn.Module):
             q = k * scale.unsqueeze(-1)
         return split_heads(q, H), split_heads(k, H)
 
-    def _dot_product_scores(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """DIAGNOSTIC ``attention="dot_scores"``: a transformer's score, ``q = W_q [cos; sin] theta`` and
-        ``k = W_k [cos; sin] theta`` with RoPE, scaled by ``1/sqrt(D_h)``; ``(B, H, T, D_h)`` each."""
-        H, T = self.config.n_head, theta.shape[1]
-        phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
-        cos, sin = rope_cos_sin(T, self.rope_freq)
-        q = apply_rope(split_heads(self.query_proj(phi).to(theta.dtype), H), cos, sin)
-        k = apply_rope(split_heads(self.key_proj(phi).to(theta.dtype), H), cos, sin)
-        return q / math.sqrt(q.shape[-1]), k
 
-    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+class KuramotoCoupling:
+    """The value pathway of §3.4 and the Euler step of §3.5 (a mixin of an attention module).
+
+    The kernel couples each receiver to the Daido order parameters of what it attends to,
+    ``F_t = sum_n Im(e^{-i n theta_t} [c_n Z0_{t,n} + d_n Z1_{t,n}])``, and the step is
+    ``theta + eta F (+ Omega)`` with the coupling strength ``eta`` (OQ-11) and, optionally, a natural
+    frequency ``Omega`` (OQ-12).
+    """
+
+    param_kinds = {"natural_frequency": "no_decay"}
+    param_components = {"eta_raw": "kernel", "natural_frequency": "kernel", "kernel": "kernel"}
+
+    def _build_value_pathway(self, config: FSNConfig) -> None:
+        D, H = config.d_phase, config.n_head
+        self.eta_raw = nn.Parameter(torch.full((D,), _softplus_inverse(config.step_size_init)))
+        self.natural_frequency = nn.Parameter(torch.zeros(D)) if config.natural_frequency else None
+        groups = H if config.kernel_sharing == "head" else D
+        self.kernel = CouplingKernel(self.spec, groups, config.delay_init_scale, config.delay_init_angle)
+
+    def step_size(self) -> torch.Tensor:
+        """``eta (D,)``, the coupling strength per coordinate (OQ-11)."""
+        return F.softplus(self.eta_raw)
+
+    def sender_phases(self, theta: torch.Tensor) -> torch.Tensor:
+        """The phases a token broadcasts to the value pathway: in the spec's layer, ``theta`` itself
+        (the very object; :class:`fsnlab.models.diagnostics.ValueOffsetAttention` returns others)."""
+        return theta
+
+    def coordinate_coefficients(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+        """Kernel coefficients expanded to one per coordinate: ``c, d`` as (re, im) pairs ``(D, N)``."""
+        reps = self.config.head_dim if self.config.kernel_sharing == "head" else 1
+        c = tuple(x.repeat_interleave(reps, 0) for x in self.kernel.coefficients())
+        d_pair = self.kernel.delay_coefficients()
+        d = tuple(x.repeat_interleave(reps, 0) for x in d_pair) if d_pair is not None else None
+        return c, d  # type: ignore[return-value]
+
+    def head_coefficients(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The kernel's ``c, d`` as complex tensors shaped ``(H, 1, D_h, N)``, to broadcast in head layout."""
+        H, Dh = self.config.n_head, self.config.head_dim
+        c, d = self.coordinate_coefficients()
+        shape = lambda pair: torch.complex(*pair).reshape(H, 1, Dh, -1)  # noqa: E731
+        return shape(c), (shape(d) if d is not None else None)
+
+    def kuramoto_force(self, theta: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The force ``F (B, T, D)`` of §3.4 on the phases ``theta (B, T, D)`` under the scores ``q, k``.
+
+        Everything runs in head layout ``(B, H, T, D_h, ...)``, so the attention's values are contiguous
+        as built. The values are the raw harmonics ``e^{i n theta_u}``; the kernel's coefficients are
+        applied to the order parameters afterwards (linearity, §3.4). With a delay kernel on the torch
+        backend the whole force is one autograd function that keeps neither the values nor ``Z0, Z1``
+        (:mod:`fsnlab.models.fused_force`); a probe's order parameters then come from a second, separate
+        pass, so listening never changes the output.
+        """
         cfg = self.config
         H, N = cfg.n_head, self.spec.n_harmonics
-        theta = self.hook_theta_in(theta)
-        q, k = self.queries_keys(theta)
-        if cfg.attention == "phase_scores":  # DIAGNOSTIC: the FSN's weights A, a transformer's values
-            phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
-            values = split_heads(self.value_map(phi).to(theta.dtype), H)
-            mixed = merge_heads(causal_attention(q, k, values), cfg.d_phase).squeeze(-1)
-            return self.hook_theta_out(theta + self.output_map(mixed).to(theta.dtype))
-        # Everything below runs in head layout (B, H, T, D_h, ...), so the attention's values are
-        # contiguous as built. The values are the raw harmonics e^{i n theta_u}; the kernel's
-        # coefficients are applied to the order parameters afterwards (linearity, §3.4):
-        # F = sum_n Im(e^{-i n theta_t} [c_n Z0_n + d_n Z1_n]).
         theta_h = head_major(theta, H)  # (B, H, T, D_h)
+        broadcast = self.sender_phases(theta)
+        sender = None if broadcast is theta else head_major(broadcast, H)
         c, d = self.head_coefficients()
         hooked = self.hook_Z0.active or self.hook_Z1.active or self.hook_attn.active
         if d is not None and attention_backend(theta.device) == "torch":
-            # the same force in one autograd function that keeps neither the values nor Z0, Z1
-            # (fused_force.py); a probe's order parameters come from a second, separate pass, so
-            # listening never changes the output
-            sender = None if self.value_proj is None else head_major(self.sender_phases(theta), H)
             force = fused_delay_force(theta_h, sender, q, k, c, d, N, cfg.delay_mask)
             if hooked:
                 sent = harmonic_phasors(theta_h if sender is None else sender, N)
                 self._emit_order_parameters(q, k, *self._order_parameters(q, k, sent, True))
-            return self._step(theta, merge_heads(force, cfg.d_phase).squeeze(-1))
+            return merge_heads(force, cfg.d_phase).squeeze(-1)
         receiver = harmonic_phasors(theta_h, N)  # e^{i n theta_t}: (B, H, T, D_h, N, 2)
-        sent = receiver if self.value_proj is None else harmonic_phasors(head_major(self.sender_phases(theta), H), N)
+        sent = receiver if sender is None else harmonic_phasors(sender, N)
         z0, z1 = self._order_parameters(q, k, sent, d is not None)
         pull = c * z0
         if z1 is not None:
             pull = pull + d * z1
-        # the tangent projection sum_n Im(e^{-i n theta_t} pull_n) (§3.5), back to (B, T, D)
-        force = merge_heads(tangent_force(theta_h, receiver, pull), cfg.d_phase).squeeze(-1)
         if hooked:
             self._emit_order_parameters(q, k, z0, z1)
-        return self._step(theta, force)
+        # the tangent projection sum_n Im(e^{-i n theta_t} pull_n) (§3.5), back to (B, T, D)
+        return merge_heads(tangent_force(theta_h, receiver, pull), cfg.d_phase).squeeze(-1)
 
     def _order_parameters(self, q, k, sent: torch.Tensor, has_delay: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The raw order parameters ``Z0, Z1`` (kernel not applied) as complex ``(B, H, T, D_h, N)`` views,
@@ -318,21 +316,6 @@ class FSNAttention(nn.Module):
         as_complex_view = lambda z: torch.view_as_complex(z.unflatten(-1, (-1, N, 2)))  # noqa: E731
         return as_complex_view(z0), (as_complex_view(z1) if z1 is not None else None)
 
-    def _step(self, theta: torch.Tensor, force: torch.Tensor) -> torch.Tensor:
-        """The Euler step ``theta + eta F (+ Omega)`` (§3.5) of a force ``(B, T, D)``."""
-        force = self.hook_force(force)
-        step = self.step_size() * force
-        if self.natural_frequency is not None:
-            step = step + self.natural_frequency  # Kuramoto natural frequency, OQ-12
-        return self.hook_theta_out(theta + step)
-
-    def head_coefficients(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The kernel's ``c, d`` as complex tensors shaped ``(H, 1, D_h, N)``, to broadcast in head layout."""
-        H, Dh = self.config.n_head, self.config.head_dim
-        c, d = self.coordinate_coefficients()
-        shape = lambda pair: torch.complex(*pair).reshape(H, 1, Dh, -1)  # noqa: E731
-        return shape(c), (shape(d) if d is not None else None)
-
     def _emit_order_parameters(self, q, k, z0: torch.Tensor, z1: torch.Tensor | None) -> None:
         """Probe path: the raw order parameters Z0, Z1 (kernel not applied), ``(B, T, D, N)`` complex, and
         the dense weights A. They are the very order parameters the force was made from."""
@@ -344,9 +327,59 @@ class FSNAttention(nn.Module):
         if self.hook_attn.active:
             self.hook_attn(attention_weights(q, k))
 
+    def euler_step(self, theta: torch.Tensor, force: torch.Tensor) -> torch.Tensor:
+        """The Euler step ``theta + eta F (+ Omega)`` (§3.5) of a force ``(B, T, D)``."""
+        force = self.hook_force(force)
+        step = self.step_size() * force
+        if self.natural_frequency is not None:
+            step = step + self.natural_frequency  # Kuramoto natural frequency, OQ-12
+        return self.hook_theta_out(theta + step)
+
+
+def _build_attention_hooks(module: nn.Module) -> None:
+    """The attention step's hook points (shapes in the module docstring)."""
+    for name in ("hook_theta_in", "hook_attn", "hook_Z0", "hook_Z1", "hook_force", "hook_theta_out"):
+        setattr(module, name, HookPoint())
+
+
+class FSNAttention(PhaseScoreMap, KuramotoCoupling, nn.Module):
+    """Frustrated synchronization attention, the spec's layer: one Euler step ``theta + eta * F`` (§3.3-§3.5).
+
+    ``theta -> (q, k)`` by the score map, ``F`` by the Kuramoto value pathway, then the step.
+    """
+
+    def __init__(self, config: FSNConfig):
+        super().__init__()
+        self.config = config
+        self.spec = config.kernel_spec
+        self._build_score_map(config)
+        self._build_value_pathway(config)
+        _build_attention_hooks(self)
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        theta = self.hook_theta_in(theta)
+        q, k = self.queries_keys(theta)
+        return self.euler_step(theta, self.kuramoto_force(theta, q, k))
+
+
+def build_attention(config: FSNConfig) -> nn.Module:
+    """The attention step of one block: :class:`FSNAttention`, or the diagnostic form the config names
+    (``attention != "kuramoto"`` or ``value_offset``; :mod:`fsnlab.models.diagnostics`, which builds on
+    this module's parts and so is imported only when asked for)."""
+    if not config.diagnostic_switches():
+        return FSNAttention(config)
+    from fsnlab.models.diagnostics import diagnostic_attention
+
+    return diagnostic_attention(config)
+
+
+# -- the feed-forward, the mode coupling, the network ---------------------------------------------
+
 
 class PhaseFeedForward(nn.Module):
     """SwiGLU phase increment ``theta + W2 (SiLU(W1 phi) * W3 phi)``, ``phi = [cos; sin] theta`` (§3.6, OQ-14)."""
+
+    param_components = {"mlp": "feed_forward"}
 
     def __init__(self, config: FSNConfig):
         super().__init__()
@@ -354,8 +387,7 @@ class PhaseFeedForward(nn.Module):
         self.hook_theta_out = HookPoint()
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
-        phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
-        return self.hook_theta_out(theta + self.mlp(phi).to(theta.dtype))
+        return self.hook_theta_out(theta + self.mlp(phase_features(theta)).to(theta.dtype))
 
 
 class ModeCoupling(nn.Module):
@@ -369,6 +401,8 @@ class ModeCoupling(nn.Module):
 
     param_kinds = {"mode_phases": "angle", "kappa_re": "no_decay", "kappa_im": "no_decay",
                    "mode_weight_re": "no_decay", "mode_weight_im": "no_decay"}
+    param_components = {name: "modes" for name in ("mode_phases", "eta_raw", "gate_raw", "log_beta", "kappa_re",
+                                                  "kappa_im", "mode_weight_re", "mode_weight_im")}
 
     def __init__(self, config: FSNConfig):
         super().__init__()
@@ -442,33 +476,6 @@ def attention_weights_full(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return (full_precision(q) @ full_precision(k).transpose(-1, -2)).softmax(-1)
 
 
-class DotProductPhaseAttention(nn.Module):
-    """DIAGNOSTIC, not the spec's layer: the transformer's attention sublayer reading the phase state.
-
-    ``theta <- theta + W_o Attn(W_in [cos; sin] theta)`` with RoPE, learned ``W_q, W_k, W_v`` and a softmax
-    over ``u <= t``: what the phase representation can do with a transformer's routing. Comparing it with the
-    Kuramoto coupling at the same parameter count separates the coupling from the torus state as the
-    cause of the quality gap (docs/quality.md). The probe, verify and population dynamics refuse it.
-    """
-
-    def __init__(self, config: FSNConfig):
-        super().__init__()
-        D = config.d_phase
-        self.w_in = nn.Linear(2 * D, D, bias=False)
-        inner = TransformerConfig(vocab_size=config.vocab_size, context_length=config.context_length,
-                                  n_layer=config.n_layer, d_model=D, n_head=config.n_head)
-        self.attn = CausalSelfAttention(inner)
-        self.register_buffer("rope_freq", rope_frequencies(config.head_dim, config.rope_base), persistent=False)
-        self.hook_theta_in = HookPoint()
-        self.hook_theta_out = HookPoint()
-
-    def forward(self, theta: torch.Tensor) -> torch.Tensor:
-        theta = self.hook_theta_in(theta)
-        cos, sin = rope_cos_sin(theta.shape[1], self.rope_freq)
-        x = self.w_in(torch.cat([torch.cos(theta), torch.sin(theta)], -1))
-        return self.hook_theta_out(theta + self.attn(x, cos, sin).to(theta.dtype))
-
-
 class FSNBlock(nn.Module):
     """One block: ``attn_steps`` Euler steps of the same coupling (§3.5; 1 by default), then the feed-forward.
 
@@ -479,7 +486,7 @@ class FSNBlock(nn.Module):
 
     def __init__(self, config: FSNConfig):
         super().__init__()
-        self.attn = DotProductPhaseAttention(config) if config.attention == "dot_product" else FSNAttention(config)
+        self.attn = build_attention(config)
         self.ffn = PhaseFeedForward(config) if config.ffn == "swiglu" else ModeCoupling(config)
         self.attn_steps = config.attn_steps
 
@@ -496,6 +503,8 @@ class PhaseReadout(nn.Module):
     ``tied``: ``l_v = sum_i kappa_i cos(theta_i - E_{v,i}) + b_v``, coherence with the embedding phases.
     """
 
+    param_components = {"proj": "readout", "kappa": "readout", "bias": "readout"}
+
     def __init__(self, config: FSNConfig, embedding: PhaseEmbedding):
         super().__init__()
         self.form = config.readout
@@ -507,16 +516,17 @@ class PhaseReadout(nn.Module):
             self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
-        phi = torch.cat([torch.cos(theta), torch.sin(theta)], -1)
+        phi = phase_features(theta)
         if self.form == "linear":
             return self.proj(phi)
-        E = self.embedding[0].phases()
-        protos = torch.cat([torch.cos(E), torch.sin(E)], -1) * self.kappa.repeat(2)
+        protos = phase_features(self.embedding[0].phases()) * self.kappa.repeat(2)
         return phi @ protos.t() + self.bias
 
 
 class FSN(nn.Module):
     """Byte ids ``(B, T)`` -> logits ``(B, T, vocab_size)`` through ``n_layer`` phase-oscillator blocks."""
+
+    param_components = {"embed": "embedding", "readout": "readout"}
 
     def __init__(self, config: FSNConfig):
         super().__init__()

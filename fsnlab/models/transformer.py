@@ -56,6 +56,10 @@ class SwiGLU(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with RoPE; ``W_q, W_k`` are the score map, ``W_v, W_o`` the value pathway."""
+
+    param_components = {"wqkv": {"score_map": 2 / 3, "kernel": 1 / 3}, "wo": "kernel"}
+
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.n_head = config.n_head
@@ -74,6 +78,10 @@ class CausalSelfAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
+    """Pre-norm block: ``x + Attn(norm x)``, then ``x + SwiGLU(norm x)``."""
+
+    param_components = {"attn_norm": "norms", "ffn_norm": "norms", "ffn": "feed_forward"}
+
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.attn_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
@@ -90,6 +98,8 @@ class TransformerBlock(nn.Module):
 
 class Transformer(nn.Module):
     """Byte ids ``(B, T)`` -> logits ``(B, T, vocab_size)``."""
+
+    param_components = {"embed": "embedding", "norm": "readout", "readout": "readout"}
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
