@@ -8,6 +8,7 @@ size, kernel coefficients) and nothing else of its code.
     A_{t,u}  = softmax_{u <= t}(beta_h s_{t,u})
     F_{t,i}  = sum_u sum_n [ A_{t,u} Im(c_n e^{i n (theta_u - theta_t)})
                             + Atilde_{t,u} Im(d_n e^{i n (theta_{u+1} - theta_t)}) ]     (§3.4)
+               (+ the network kernel's sum_{j != i} of the same terms with W_ij and theta_{., j}, OQ-9)
     theta'   = theta + eta F (+ Omega)                                                   (§3.5)
 """
 
@@ -64,12 +65,35 @@ def _layer_parameters(layer):
     return gate, beta, eta, omega_nat, c, d, (rope, rope_offset), Dh, sender
 
 
+def _cross_coupling(layer) -> dict[int, np.ndarray]:
+    """The network kernel's cross-coupling W^(delta) (H, n_cover, D_h, D_h) complex, from its raw parameters:
+    w_re + i w_im, or U V^H for the low-rank form; the diagonal is not part of W (OQ-9). Empty when diagonal."""
+    net = getattr(layer, "network", None)
+    if net is None:
+        return {}
+    raw = {n: p.detach().double().numpy() for n, p in net.named_parameters()}
+    out = {}
+    for delay in (0, 1):
+        if f"w{delay}_re" in raw:
+            W = raw[f"w{delay}_re"] + 1j * raw.get(f"w{delay}_im", 0.0)
+        elif f"u{delay}_re" in raw:
+            U = raw[f"u{delay}_re"] + 1j * raw.get(f"u{delay}_im", 0.0)
+            V = raw[f"v{delay}_re"] + 1j * raw.get(f"v{delay}_im", 0.0)
+            W = U @ np.conj(np.swapaxes(V, -1, -2))
+        else:
+            continue
+        Dh = W.shape[-1]
+        out[delay] = W * (1 - np.eye(Dh))
+    return out
+
+
 def reference_attention_step(layer, theta: np.ndarray) -> np.ndarray:
     """One FSN attention step for a single sequence ``theta (T, D)`` in float64."""
     cfg = layer.config
     T, D = theta.shape
     H = cfg.n_head
     gate, beta, eta, omega_nat, c, d, (rope, phi), Dh, sender = _layer_parameters(layer)
+    cross = _cross_coupling(layer)  # network kernel (OQ-9): receiver i couples to sender j != i of its head
     sent = sender(theta)  # the phases each token broadcasts (theta itself unless value_offset)
     N = c.shape[1]
     out = theta.copy()
@@ -100,5 +124,17 @@ def reference_attention_step(layer, theta: np.ndarray) -> np.ndarray:
                             force += A_delay[u] * (d[i, n - 1] * cmath.exp(1j * n * (sent[u + 1, i] - theta[t, i]))).imag
                         if cfg.delay_mask == "shared_self":  # the diagonal's successor is the token itself
                             force += A[t] * (d[i, n - 1] * cmath.exp(1j * n * (sent[t, i] - theta[t, i]))).imag
+                    for j in coords:
+                        a, b = i - h * Dh, j - h * Dh
+                        if 0 in cross and n <= cross[0].shape[1]:
+                            K = cross[0][h, n - 1, a, b]
+                            for u in range(t + 1):
+                                force += A[u] * (K * cmath.exp(1j * n * (sent[u, j] - theta[t, i]))).imag
+                        if 1 in cross and n <= cross[1].shape[1]:
+                            K = cross[1][h, n - 1, a, b]
+                            for u in range(t):
+                                force += A_delay[u] * (K * cmath.exp(1j * n * (sent[u + 1, j] - theta[t, i]))).imag
+                            if cfg.delay_mask == "shared_self":
+                                force += A[t] * (K * cmath.exp(1j * n * (sent[t, j] - theta[t, i]))).imag
                 out[t, i] = theta[t, i] + eta[i] * force + omega_nat[i]
     return out

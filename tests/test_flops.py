@@ -112,6 +112,8 @@ VARIANTS = {
     "tied readout": _variant("fsn-tiny", readout="tied"),
     "+sakaguchi separate_strict": _variant("fsn-tiny", kernel="+sakaguchi", delay_mask="separate_strict"),
     "+delay separate_strict": _variant("fsn-tiny", kernel="+delay", delay_mask="separate_strict"),
+    "network1": _variant("fsn-tiny", kernel_form="network1"),
+    "low_rank": _variant("fsn-tiny", kernel_form="low_rank", kernel_rank=2),
     "mf N'=2": _variant("fsn-mf-tiny", mf_harmonics=2),
     "mf uniform": _variant("fsn-mf-tiny", mf_select="uniform"),
     "untied transformer": _variant("transformer-tiny", tie_embeddings=False),

@@ -10,7 +10,7 @@ import torch
 
 from fsnlab.models import FSNConfig, build_model, capture
 from fsnlab.models.config import KERNEL_SETTINGS
-from fsnlab.models.fsn import FSNAttention
+from fsnlab.models.fsn import FSNAttention, build_attention
 from fsnlab.models.kernel import coupling_force, coupling_function, harmonic_features
 from reference_fsn import reference_attention_step
 
@@ -26,8 +26,9 @@ def _randomise(layer: torch.nn.Module, seed: int) -> None:
 
 
 def _layer(seed: int, **overrides) -> FSNAttention:
+    """The attention step a block of this config builds (the spec's layer, or a diagnostic form of it)."""
     torch.manual_seed(seed)
-    return FSNAttention(FSNConfig(**{**SMALL, **overrides}).validate())
+    return build_attention(FSNConfig(**{**SMALL, **overrides}).validate())
 
 
 CASES = [
@@ -42,6 +43,14 @@ CASES = [
     dict(kernel="full", query_offset=True, score_offset=True),
     dict(kernel="full", value_offset=True),
     dict(kernel="full", value_offset=True, delay_mask="shared_self"),
+    # the network reading of OQ-9: a cross-coupling matrix within each head
+    dict(kernel="full", kernel_form="network1"),
+    dict(kernel="full", kernel_form="network", delay_mask="shared_self"),
+    dict(kernel="full", kernel_form="network", delay_mask="separate_strict", kernel_sharing="coord"),
+    dict(kernel="full", kernel_form="low_rank", kernel_rank=2),
+    dict(kernel="+delay", kernel_form="network"),
+    dict(kernel="+sakaguchi", kernel_form="low_rank", kernel_rank=1),
+    dict(kernel="full", kernel_form="network", value_offset=True),
 ]
 
 
@@ -168,7 +177,9 @@ def test_model_runs_in_float64_with_float64_hooks(preset):
 @pytest.mark.parametrize("overrides", [dict(kernel="full"), dict(kernel="base"), dict(kernel="+harmonics"),
                                        dict(kernel="full", delay_mask="shared_self"),
                                        dict(kernel="full", delay_mask="separate_strict", gate="query", score_offset=True),
-                                       dict(kernel="full", value_offset=True)],
+                                       dict(kernel="full", value_offset=True),
+                                       dict(kernel="full", kernel_form="network"),
+                                       dict(kernel="full", kernel_form="low_rank", kernel_rank=2)],
                          ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_layer_gradients_are_exact(overrides, monkeypatch):
     """The hand-written backward passes (blocked attention, phasors, tangent force) against finite
@@ -200,3 +211,37 @@ def test_phasor_and_tangent_force_gradients():
     cos_n, sin_n = harmonic_features(theta, 3)
     torch.testing.assert_close(tangent_force(theta, harmonic_phasors(theta, 3), pull),
                                (cos_n * pull.imag - sin_n * pull.real).sum(-1))
+
+
+def test_network_kernel_with_zero_cross_coupling_is_the_diagonal_kernel():
+    """K = diag(c) + W: with W = 0 the network form computes the diagonal kernel's step (OQ-9), and the
+    float64 reference sees W (zeroing it changes the reference's output: the comparison is not vacuous)."""
+    diagonal = _layer(3, kernel="full")
+    network = _layer(3, kernel="full", kernel_form="network")
+    _randomise(network, 3)
+    theta = torch.randn(1, 6, SMALL["d_phase"], generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 2
+    network = network.double()
+    with_cross = reference_attention_step(network, theta[0].numpy())
+    with torch.no_grad():
+        for p in network.network.parameters():
+            p.zero_()
+    state = {k: v for k, v in network.state_dict().items() if not k.startswith("network.")}
+    diagonal.double().load_state_dict(state)
+    np.testing.assert_allclose(network(theta).detach().numpy(), diagonal(theta).detach().numpy(), rtol=0, atol=1e-12)
+    assert np.abs(with_cross - reference_attention_step(network, theta[0].numpy())).max() > 1e-3
+    K0, K1 = network.coupling_matrices()
+    c, d = network.head_coefficients()
+    np.testing.assert_allclose(torch.diagonal(K1, dim1=-2, dim2=-1).numpy(), d[:, 0].transpose(-1, -2).detach().numpy(), rtol=1e-6)
+    assert torch.count_nonzero(K0 - torch.diag_embed(torch.diagonal(K0, dim1=-2, dim2=-1))) == 0
+
+
+def test_instruments_refuse_the_network_kernel_until_they_read_it():
+    from fsnlab.dynamics.identity import IdentityError, verify_identity
+    from fsnlab.models import build_model
+    from fsnlab.probe import ProbeError, probe
+
+    model = build_model("fsn-tiny", kernel_form="network1")
+    with pytest.raises(IdentityError, match="network kernel"):
+        verify_identity(model, torch.randint(0, 256, (1, 10)))
+    with pytest.raises(ProbeError, match="network kernel"):
+        probe(model, b"some text to probe with " * 4)

@@ -43,6 +43,8 @@ FAMILY_VARIANTS = [
     ("fsn-tiny", {"attention": "dot_product"}),
     ("fsn-tiny", {"attention": "phase_scores", "score_offset": True}),
     ("fsn-tiny", {"attention": "dot_scores", "gate": "query"}),
+    ("fsn-tiny", {"kernel_form": "network"}),
+    ("fsn-tiny", {"kernel_form": "low_rank", "kernel_rank": 2, "delay_mask": "separate_strict"}),
 ]
 IDS = [f"{p}{'-' + ','.join(f'{k}={v}' for k, v in o.items()) if o else ''}" for p, o in FAMILY_VARIANTS]
 
@@ -158,7 +160,7 @@ def test_every_parameter_has_a_declared_budget_component(preset, overrides):
     numel = lambda *names: sum(p.numel() for n, p in model.named_parameters() if any(s in n for s in names))  # noqa: E731
     attention = overrides.get("attention", "kuramoto")
     if preset.startswith("fsn-tiny") and attention == "kuramoto":
-        assert counts["kernel"] == numel(".kernel.", "eta_raw", "natural_frequency", "value_proj")
+        assert counts["kernel"] == numel(".kernel.", "eta_raw", "natural_frequency", "value_proj", ".network.")
         assert counts["score_map"] == numel("gate_", "log_beta", "score_offset", "offset_proj")
     if attention == "phase_scores":  # the FSN's weights A, a transformer's W_v, W_o: those are the value pathway
         assert counts["kernel"] == numel("value_map", "output_map") > 0
@@ -264,6 +266,8 @@ OPEN_QUESTION_SWITCHES = {
     "OQ-8 delay mask": ("fsn-tiny", dict(delay_mask="separate_strict")),
     "OQ-9 harmonics": ("fsn-tiny", dict(n_harmonics=2)),
     "OQ-9 sharing": ("fsn-tiny", dict(kernel_sharing="coord")),
+    "OQ-9 network kernel": ("fsn-tiny", dict(kernel_form="network1")),
+    "OQ-9 low-rank network kernel": ("fsn-tiny", dict(kernel_form="low_rank", kernel_rank=1)),
     "OQ-10 delay init": ("fsn-tiny", dict(delay_init_scale=0.5)),
     "OQ-11 step size": ("fsn-tiny", dict(step_size_init=0.5)),
     "OQ-12 natural frequency": ("fsn-tiny", dict(natural_frequency=True)),

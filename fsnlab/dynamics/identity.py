@@ -80,6 +80,8 @@ def require_delay_model(model: torch.nn.Module, name: str = "model") -> None:
         raise IdentityError(f"{name} is a {family or type(model).__name__} model: the delay identity (spec §4) needs an FSN with kernel '+delay' or 'full'")
     if config.diagnostic_switches():
         raise IdentityError(f"{name} uses the diagnostic {', '.join(config.diagnostic_switches())}: it leaves the spec's layer, so the delay identity (spec §4) does not apply")
+    if getattr(config, "kernel_form", "diagonal") != "diagonal":
+        raise IdentityError(f"{name} has the network kernel (kernel_form={config.kernel_form!r}, OQ-9): the identity check reads the diagonal kernel only, so far")
     if not config.kernel_spec.delay:
         raise IdentityError(f"{name} has kernel {config.kernel!r}, which has no delay term: the delay identity (spec §4) needs kernel '+delay' or 'full'")
 

@@ -42,6 +42,9 @@ def layer_kernel(model: Any, layer: int) -> tuple[np.ndarray, np.ndarray | None,
     diagnostics = getattr(model.config, "diagnostic_switches", list)()
     if diagnostics:
         raise ValueError(f"the model uses the diagnostic {', '.join(diagnostics)}: it has no coupling kernel to integrate")
+    if getattr(model.config, "kernel_form", "diagonal") != "diagonal":
+        raise ValueError(f"the model has the network kernel (kernel_form={model.config.kernel_form!r}, OQ-9): "
+                         "the population dynamics integrate the diagonal kernel only, so far")
     attn = model.blocks[layer].attn
     c, d = attn.kernel.complex_coefficients()
     kind = "head" if attn.config.kernel_sharing == "head" else "coord"

@@ -80,6 +80,10 @@ class FSNConfig:
     kernel: str = "full"  # base | +harmonics | +sakaguchi | +delay | full (§6, OQ-32)
     n_harmonics: int = 4  # N Daido harmonics when the setting uses harmonics (OQ-9)
     kernel_sharing: Literal["head", "coord"] = "head"  # one coefficient per (head, n) or per (coord, n) (OQ-9)
+    # the network reading of OQ-9: K = diag(c) + W, W a cross-coupling matrix within each head (fsnlab/models/network_kernel.py)
+    kernel_form: Literal["diagonal", "network1", "network", "low_rank"] = "diagonal"  # diagonal | network1 (harmonic 1) | network (all) | low_rank (OQ-9)
+    kernel_rank: int = 4  # rank of W for kernel_form="low_rank" (OQ-9)
+    network_init_std: float = 0.02  # std of W's entries (re and im; of V for low_rank) at init (OQ-9, OQ-10)
     delay_mask: str = "shared_zero_diag"  # normalisation of the successor term at the diagonal (OQ-8)
     delay_init_scale: float = 0.1  # |d_n| at init, epsilon of OQ-10
     delay_init_angle: float = 0.1  # arg d_n ~ U(-a, a) at init (OQ-10)
@@ -141,6 +145,11 @@ class FSNConfig:
         if self.delay_mask not in DELAY_MASKS:
             raise ConfigError(f"unknown delay_mask {self.delay_mask!r}; choose one of {', '.join(DELAY_MASKS)}")
         _check_choice(self, "kernel_sharing", ("head", "coord"))
+        _check_choice(self, "kernel_form", ("diagonal", "network1", "network", "low_rank"))
+        if self.kernel_form == "low_rank" and not (isinstance(self.kernel_rank, int) and 0 < self.kernel_rank <= self.head_dim):
+            raise ConfigError(f"kernel_rank must be an integer in 1..head_dim={self.head_dim}, got {self.kernel_rank!r}")
+        if self.kernel_form != "diagonal" and self.attention == "phase_scores":
+            raise ConfigError("kernel_form needs the Kuramoto kernel, which attention='phase_scores' replaces")
         _check_choice(self, "gate", ("static", "query"))
         _check_choice(self, "attention", ("kuramoto", "dot_product", "phase_scores", "dot_scores"))
         _check_choice(self, "embedding", ("angle", "tanh", "vector"))

@@ -166,6 +166,10 @@ def _fsn_parts(c: FSNConfig, T: int) -> dict[str, float]:
         if c.value_offset:
             projections += _linear(2 * D, D)
         attention = (score_width + value_width) * T  # 2 w T/2 for each of the scores and the values
+        if c.kernel_form != "diagonal":  # the network kernel's cross-coupling (OQ-9): per head, harmonic
+            # covered and delay, one real (2 D_h x 2 D_h) product on the order parameters of every token
+            n_cover = 1 if c.kernel_form == "network1" else spec.n_harmonics
+            attention += 2 * (2 * c.head_dim) ** 2 * c.n_head * n_cover * (2 if spec.delay else 1)
     if c.ffn == "swiglu":
         ffn, modes = 2 * _linear(2 * D, c.ffn_hidden) + _linear(c.ffn_hidden, D), 0  # W1, W3 on [cos; sin]; W2
     else:

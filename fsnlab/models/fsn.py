@@ -65,6 +65,7 @@ from fsnlab.models.hooks import HookPoint
 from fsnlab.models.kernel import (
     CouplingKernel, complex_mul, harmonic_features, harmonic_phasors, tangent_force, tangent_projection,
 )
+from fsnlab.models.network_kernel import NetworkCoupling
 from fsnlab.models.transformer import SwiGLU
 
 
@@ -236,7 +237,7 @@ class KuramotoCoupling:
     """
 
     param_kinds = {"natural_frequency": "no_decay"}
-    param_components = {"eta_raw": "kernel", "natural_frequency": "kernel", "kernel": "kernel"}
+    param_components = {"eta_raw": "kernel", "natural_frequency": "kernel", "kernel": "kernel", "network": "kernel"}
 
     def _build_value_pathway(self, config: FSNConfig) -> None:
         D, H = config.d_phase, config.n_head
@@ -244,6 +245,8 @@ class KuramotoCoupling:
         self.natural_frequency = nn.Parameter(torch.zeros(D)) if config.natural_frequency else None
         groups = H if config.kernel_sharing == "head" else D
         self.kernel = CouplingKernel(self.spec, groups, config.delay_init_scale, config.delay_init_angle)
+        # the network reading of OQ-9: a cross-coupling matrix within each head (network_kernel.py)
+        self.network = NetworkCoupling(config) if config.kernel_form != "diagonal" else None
 
     def step_size(self) -> torch.Tensor:
         """``eta (D,)``, the coupling strength per coordinate (OQ-11)."""
@@ -269,12 +272,24 @@ class KuramotoCoupling:
         shape = lambda pair: torch.complex(*pair).reshape(H, 1, Dh, -1)  # noqa: E731
         return shape(c), (shape(d) if d is not None else None)
 
+    def coupling_matrices(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The kernel as complex matrices ``K^(delta) (H, N, D_h, D_h)`` within each head (receiver ``i``, sender
+        ``j``): ``diag(c), diag(d)`` for the diagonal form, plus the cross-coupling ``W`` of the network forms
+        (OQ-9). Detached: for the probe and the readers."""
+        c, d = self.head_coefficients()  # (H, 1, D_h, N)
+        c, d = c[:, 0], (d[:, 0] if d is not None else None)
+        if self.network is not None:
+            return self.network.coupling_matrices(c, d)
+        diag = lambda x: torch.diag_embed(x.detach().transpose(-1, -2).to(torch.complex64))  # noqa: E731
+        return diag(c), (diag(d) if d is not None else None)
+
     def kuramoto_force(self, theta: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """The force ``F (B, T, D)`` of §3.4 on the phases ``theta (B, T, D)`` under the scores ``q, k``.
 
         Everything runs in head layout ``(B, H, T, D_h, ...)``, so the attention's values are contiguous
         as built. The values are the raw harmonics ``e^{i n theta_u}``; the kernel's coefficients are
-        applied to the order parameters afterwards (linearity, §3.4). With a delay kernel on the torch
+        applied to the order parameters afterwards (linearity, §3.4); a network kernel (OQ-9) adds its
+        cross-coupling ``sum_j W_ij Z_j`` to the pull. With a diagonal delay kernel on the torch
         backend the whole force is one autograd function that keeps neither the values nor ``Z0, Z1``
         (:mod:`fsnlab.models.fused_force`); a probe's order parameters then come from a second, separate
         pass, so listening never changes the output.
@@ -286,7 +301,7 @@ class KuramotoCoupling:
         sender = None if broadcast is theta else head_major(broadcast, H)
         c, d = self.head_coefficients()
         hooked = self.hook_Z0.active or self.hook_Z1.active or self.hook_attn.active
-        if d is not None and attention_backend(theta.device) == "torch":
+        if d is not None and self.network is None and attention_backend(theta.device) == "torch":
             force = fused_delay_force(theta_h, sender, q, k, c, d, N, cfg.delay_mask)
             if hooked:
                 sent = harmonic_phasors(theta_h if sender is None else sender, N)
@@ -298,6 +313,8 @@ class KuramotoCoupling:
         pull = c * z0
         if z1 is not None:
             pull = pull + d * z1
+        if self.network is not None:
+            pull = self.network.add_cross(pull, z0, z1)
         if hooked:
             self._emit_order_parameters(q, k, z0, z1)
         # the tangent projection sum_n Im(e^{-i n theta_t} pull_n) (§3.5), back to (B, T, D)
