@@ -81,3 +81,35 @@ def test_unknown_variant_is_a_one_line_error(monkeypatch):
     with pytest.raises(SystemExit) as exc:
         q.main()
     assert str(exc.value).startswith("unknown variant(s) fsn:nope; choose from: transformer")
+
+
+def test_a_sweep_runs_in_the_study_run_pool_and_is_recorded(tmp_path, monkeypatch, capsys):
+    """The smoke protocol end to end: the runs train through fsnlab.study (run pool, dataset, report),
+    each finished run is one record line, and a rerun trains nothing and records nothing twice."""
+    from fsnlab.study import open_study
+    from fsnlab.study.quality import PROTOCOLS, train_config
+    from fsnlab.study.report import build_html
+
+    q = _sweep()
+    monkeypatch.setattr(q, "ROOT", tmp_path / "studies")
+    argv = ["lr", "--protocol", "smoke", "--arms", "transformer,fsn", "--runs", str(tmp_path / "runs" / "pool"),
+            "--out", str(tmp_path / "study")]
+    assert q.main(argv) == 0
+    records = q.load("smoke")
+    assert [(r["variant"], r["lr"], r["seed"]) for r in records] == [("transformer", 0.01, 0), ("fsn", 0.01, 0)]
+    fsn = records[1]
+    assert fsn["model"] == {"score_offset": False} and fsn["train"] == {}
+    assert fsn["run_dir"].startswith("runs/pool/fsn-tiny.score_offset=False.embedded.lr0.01.6st.s0-")
+    config = json.loads((tmp_path / fsn["run_dir"] / "config.json").read_text())["train"]
+    assert config == train_config("fsn", PROTOCOLS["smoke"], 0.01, 0).to_dict()
+    assert config["angle_lr_scale"] == 1.0  # the protocol's pinned angle LR
+    assert "transformer" in capsys.readouterr().out
+    ds = open_study(tmp_path / "study")
+    assert ds.attrs["study"] == "quality_sweep" and sorted(ds["variant"].values.tolist()) == ["fsn", "transformer"]
+    assert ds["final_val_bpc"].values.tolist() == [r["val_bpc"] for r in records]
+    assert "Final validation bpc per variant and learning rate" in build_html(ds)
+    md = q.curves("smoke", markdown=True).splitlines()  # the run directories hold the curves
+    assert md[0] == "| variant | lr | seeds | step 3 | step 6 |"
+    assert q.main(argv) == 0
+    assert len(q.load("smoke")) == 2
+    assert "skipped" in capsys.readouterr().out

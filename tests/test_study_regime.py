@@ -228,3 +228,25 @@ def test_sign_changes():
 def test_timings(ladder):
     print("regime ladder smoke seconds:", {k: round(v, 1) for k, v in ladder["seconds"].items()})
     assert sum(ladder["seconds"].values()) < 120
+
+
+def test_docs_generator_renders_the_committed_ladder(ladder, tmp_path):
+    """``python -m fsnlab.study.docs`` writes the ladder's summary into a page's regime-ladder block
+    from ``studies/results/regime_ladder.nc`` (the study's study.nc, committed): the same tables as summary.md."""
+    import shutil
+
+    from fsnlab.study import docs
+
+    r = ladder["rerun"]
+    results = tmp_path / "studies" / "results"
+    results.mkdir(parents=True)
+    shutil.copy(r.dataset_path, results / "regime_ladder.nc")
+    page = tmp_path / "docs" / "quality.md"
+    page.parent.mkdir()
+    page.write_text("## 8. The regime ladder\n\n<!-- generated: regime-ladder -->\npending\n<!-- end generated -->\n\nProse.\n")
+    assert docs.main(["--root", str(tmp_path)]) == 0
+    summary = (r.report_path.parent / "summary.md").read_text(encoding="utf-8")
+    body = docs.blocks(page.read_text())[0].body
+    assert body == summary.rstrip("\n") + "\n" and "| FSN − Transformer | 50 epochs |" in body
+    assert page.read_text().endswith("<!-- end generated -->\n\nProse.\n")
+    assert docs.main(["--root", str(tmp_path), "--check"]) == 0

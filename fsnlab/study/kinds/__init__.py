@@ -16,6 +16,7 @@ KINDS: dict[str, str] = {
     "scale_ladder": "fsnlab.study.kinds.scale_ladder",
     "kernel_reading": "fsnlab.study.kinds.kernel_reading",
     "regime_ladder": "fsnlab.study.kinds.regime_ladder",
+    "quality_sweep": "fsnlab.study.kinds.quality_sweep",
 }
 GENERIC = "fsnlab.study.kinds.generic"
 
