@@ -138,3 +138,28 @@ def test_the_value_pathway_table_holds_the_models_and_the_records():
         assert model.config.ffn_hidden == int(m["h"]), line
         stats = recorded[m["variant"]]
         assert (f"{stats['mean']:.3f}", f"{stats['sd']:.3f}", stats["n"]) == (m["mean"], m["sd"], int(m["n"] or 2)), line
+
+
+def test_the_protocols_table_holds_the_protocols():
+    """The protocols table (hand-kept: its token counts are rounded by hand) against
+    :data:`fsnlab.study.quality.PROTOCOLS` and the models' parameter counts."""
+    from fsnlab.models import build_model, parameter_breakdown
+    from fsnlab.study.quality import PROTOCOLS, train_config
+
+    text = QUALITY.read_text(encoding="utf-8")
+    section = text[text.index("## Protocols"):]
+    table = section[section.index("| protocol | rung |"):].split("\n\n")[0].splitlines()[2:]
+    assert [line.split("|")[1].strip(" `") for line in table] == ["tiny", "small", "tiny-long", "small-long"]
+    for line in table:
+        name, rung, params, t, batch, steps, tokens, per_param, scored = [c.strip(" `") for c in line.strip("|").split("|")]
+        p = PROTOCOLS[name]
+        counts = []
+        for family in ("fsn", "transformer"):
+            config = train_config(family, p, 0.01, 0)
+            counts.append(parameter_breakdown(build_model(config.preset, **config.model_overrides))["total"])
+        assert (rung, params, int(t), int(batch), int(steps.replace(",", ""))) == (
+            p.rung, f"{counts[0]:,} / {counts[1]:,}", p.context_length, p.batch_size, p.max_steps), line
+        assert abs(float(tokens.rstrip("M")) * 1e6 - p.tokens) / p.tokens < 0.01, line
+        assert int(per_param) == p.tokens // counts[0], line  # rounded down (small-long: 20.5)
+        every = f", every {p.eval_interval} steps" if p.eval_interval else ""
+        assert scored == f"first {p.eval_bytes:,}{every}", line
