@@ -300,3 +300,106 @@ def test_layer_identity_holds_every_side_and_control():
                         torch.Generator().manual_seed(1002))
     for key, val in full.items():
         torch.testing.assert_close(again[key], val, rtol=0, atol=0)
+
+
+# -- the network kernel (spec §3.4 "Alternative reading", OQ-9): the identity entry by entry --------
+
+
+def _network_model(form: str = "network", delay_mask: str = "shared_zero_diag", seed: int = 11, **overrides) -> torch.nn.Module:
+    """fsn-tiny with the network kernel and every parameter moved to a generic value (cross-coupling of order 1)."""
+    torch.manual_seed(seed)
+    model = build_model("fsn-tiny", kernel_form=form, delay_mask=delay_mask, **overrides)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("form,delay_mask", [("network", "shared_zero_diag"), ("network", "separate_strict"),
+                                             ("network", "shared_self"), ("network1", "shared_self"),
+                                             ("low_rank", "separate_strict")])
+def test_identity_holds_for_the_network_kernel(form, delay_mask):
+    """Every side with the cross-coupling: b - a, b - a' and a' - a at float64 rounding, every control large."""
+    model = _network_model(form, delay_mask, kernel_rank=2) if form == "low_rank" else _network_model(form, delay_mask)
+    ds = verify_identity(model, _ids(2, 20))
+    summary = identity_summary(ds)
+    assert summary["passed"], summary["failures"]
+    assert summary["max_float64_identity_residual"] < 1e-13
+    assert summary["min_float64_control_residual"] > 1e-3
+    f32 = ds.sel(precision="float32", comparison="sakaguchi-order_parameter")
+    assert float(f32.max_rel.max()) < 1e-4
+    assert ds.attrs["kernel_form"] == form and "K1_{n,ij}" in ds.attrs["frustration"]
+
+
+def test_the_cross_coupling_is_part_of_every_side():
+    """The check reads W1: the cross part of each side is of order one, and it is what hook_force holds."""
+    from fsnlab.dynamics.identity import delay_cross_coupling, layer_identity
+
+    model = _network_model("network", "shared_self").double()
+    layers, _ = capture_layers(model, _ids(1, 16), torch.float64)
+    lay = layers[1]
+    assert lay["cross"].shape == (2, 4, 16, 16) and lay["cross"].dtype == torch.complex128
+    assert torch.all(torch.diagonal(lay["cross"], dim1=-2, dim2=-1) == 0)
+    with_cross = layer_identity(lay["theta"], lay["attn"], lay["z1"], lay["d"], "shared_self", cross=lay["cross"])
+    diagonal = layer_identity(lay["theta"], lay["attn"], lay["z1"], lay["d"], "shared_self")
+    for w, d in zip(with_cross, diagonal):
+        for key in ("order_parameter", "successor", "sakaguchi"):
+            assert (w.full()[key] - d.full()[key]).abs().max() > 1e-2  # the cross part is not negligible
+        assert (w.full()["sakaguchi"] - w.full()["order_parameter"]).abs().max() < 1e-13
+    # receiver i, sender j as the layer itself uses them: K0 Z0 + (side a) summed over n is hook_force
+    from fsnlab.models import capture
+
+    ids = _ids(1, 16)
+    names = [f"blocks.1.attn.{h}" for h in ("hook_theta_in", "hook_Z0", "hook_force")]
+    with torch.no_grad(), capture(model, names) as cache:
+        model(ids)
+    K0, _ = model.blocks[1].attn.coupling_matrices()
+    theta, z0 = cache[names[0]], cache[names[1]]
+    B, T, D, N = z0.shape
+    pull0 = torch.einsum("hnij,bthjn->bthin", K0.to(torch.complex128), z0.reshape(B, T, 2, D // 2, N)).reshape(B, T, D, N)
+    n = torch.arange(1, N + 1, dtype=torch.float64)
+    f0 = (torch.exp(-1j * n * theta.unsqueeze(-1)) * pull0).imag.sum(-1)
+    delay = sum(s.order_parameter for s in layer_identity(theta, lay["attn"], lay["z1"], lay["d"], "shared_self", cross=delay_cross_coupling(model.blocks[1].attn, torch.float64)))
+    torch.testing.assert_close(f0 + delay, cache[names[2]], rtol=0, atol=1e-5)  # K0 read in complex64
+
+
+@pytest.mark.parametrize("side", ["sakaguchi", "successor", "order_parameter"])
+def test_breaking_the_cross_coupling_in_one_side_is_caught(side, monkeypatch):
+    """Conjugate W1 in one side only (receiver and sender swapped, in effect): verify fails."""
+    from fsnlab.dynamics import identity
+
+    model = _network_model("network", "separate_strict", seed=12)
+    if side == "order_parameter":
+        original = identity.cross_order_parameter_side
+        monkeypatch.setattr(identity, "cross_order_parameter_side", lambda th, z, w, n: original(th, z, w.conj(), n))
+    else:
+        original = identity.cross_edge_sides
+
+        def broken(receiver, sender, W, cross, n, perm):
+            out = original(receiver, sender, W, cross, n, perm)
+            out[side] = original(receiver, sender, W, cross.conj(), n, perm)[side]
+            return out
+
+        monkeypatch.setattr(identity, "cross_edge_sides", broken)
+    ds = verify_identity(model, _ids(1, 16))
+    summary = identity_summary(ds)
+    assert not summary["identity_passed"]
+    f64 = ds.max_abs.sel(precision="float64")
+    unbroken = {"sakaguchi": "successor-order_parameter", "successor": "sakaguchi-order_parameter",
+                "order_parameter": "sakaguchi-successor"}[side]
+    assert float(f64.sel(comparison=unbroken).max()) < 1e-13  # the two intact sides still agree
+    assert float(f64.sel(comparison=[c for c in COMPARISONS[:3] if c != unbroken]).min()) > 1e-3
+
+
+def test_network_chunks_give_the_same_sides():
+    """Blocks of receivers and senders (a tiny element budget) sum to the same sides, to rounding."""
+    from fsnlab.dynamics.identity import layer_identity
+
+    model = _network_model("network", "shared_zero_diag", seed=13)
+    lay = capture_layers(model, _ids(1, 12), torch.float64)[0][0]
+    whole = layer_identity(lay["theta"], lay["attn"], lay["z1"], lay["d"], "shared_zero_diag", cross=lay["cross"])
+    small = layer_identity(lay["theta"], lay["attn"], lay["z1"], lay["d"], "shared_zero_diag", cross=lay["cross"], max_elements=300)
+    for a, b in zip(whole, small):
+        for key, val in a.full().items():
+            torch.testing.assert_close(val, b.full()[key], rtol=0, atol=1e-13)

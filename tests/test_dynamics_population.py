@@ -66,3 +66,10 @@ def test_kernel_bifurcation_of_a_model():
 def test_a_diagnostic_model_without_a_kernel_is_refused():
     with pytest.raises(ValueError, match="diagnostic attention='dot_product'"):
         layer_kernel(build_model("fsn-tiny", attention="dot_product"), 0)
+
+
+def test_the_network_kernel_is_refused_in_one_line_naming_what_is_missing():
+    """A population member has one phase; the network kernel (OQ-9) couples D_h of them: refused, not misread."""
+    with pytest.raises(ValueError, match="network kernel.*D_h phases") as err:
+        layer_kernel(build_model("fsn-tiny", kernel_form="network"), 0)
+    assert "\n" not in str(err.value)

@@ -286,3 +286,62 @@ def test_switch_parameters_reach_the_dataset():
     assert np.allclose(values[1], 0.25) and np.allclose(values[0], 0.0)
     assert "score_offset" in VARIABLES and "natural_frequency" in variables
     assert "score_offset" not in fsn_weight_variables(build_model("fsn-tiny", score_offset=False), grid_size=16)
+
+
+# -- the network kernel (OQ-9) ---------------------------------------------------------------------
+
+
+def _network(form: str = "network", delay_mask: str = "shared_zero_diag", seed: int = 3) -> torch.nn.Module:
+    model = tiny(kernel_form=form, delay_mask=delay_mask, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("form,delay_mask", [("network", "shared_self"), ("network1", "separate_strict")])
+def test_network_kernel_pair_variables_and_identity(form, delay_mask):
+    """The coupling matrix per oscillator pair is stored as the layer gives it (coupling_matrices), with its
+    strength |K_ij| and frustration -arg K_ij; the identity and the delay force include the cross-coupling."""
+    model = _network(form, delay_mask)
+    ds = probe(model, TEXT[:64], identity_positions=None)
+    dims = ("layer", "delay", "head", "harmonic", "osc_i", "osc_j")
+    for name in ("kernel_matrix_real", "kernel_matrix_imag", "kernel_matrix_strength", "kernel_matrix_alpha"):
+        assert ds[name].dims == dims and ds[name].dtype == np.float32 and ds[name].shape == (2, 2, 2, 4, 16, 16)
+    assert ds.kernel_matrix_alpha.attrs["units"] == "radian" and ds.kernel_matrix_strength.attrs["units"] == "1"
+    assert list(ds.osc_i.values) == list(range(16)) and "osc_i" in json.loads(ds.attrs["schema"])["dims"]
+    for i, block in enumerate(model.blocks):
+        K = torch.stack(block.attn.coupling_matrices())  # (delay, H, N, D_h, D_h) complex64
+        sel = ds.isel(layer=i)
+        np.testing.assert_array_equal(sel.kernel_matrix_real.values, K.real.numpy())
+        np.testing.assert_array_equal(sel.kernel_matrix_imag.values, K.imag.numpy())
+        np.testing.assert_array_equal(sel.kernel_matrix_strength.values, K.abs().numpy())
+        np.testing.assert_array_equal(sel.kernel_matrix_alpha.values, (-torch.angle(K)).numpy())
+        off = ~np.eye(16, dtype=bool)
+        cross = np.abs(sel.kernel_matrix_real.values[..., off]) + np.abs(sel.kernel_matrix_imag.values[..., off])
+        assert cross[:, :, 0].min() > 0  # harmonic 1 has a cross-coupling in every form
+        if form == "network1":
+            assert cross[:, :, 1:].max() == 0
+        diag = np.diagonal(sel.kernel_matrix_real.values, axis1=-2, axis2=-1)  # (delay, H, N, D_h) = the diagonal kernel
+        np.testing.assert_array_equal(diag, np.broadcast_to(sel.kernel_real.values[..., None], diag.shape))
+    assert ds.delay_identity_residual.values.max() < 1e-13
+    assert ds.delay_identity_control.values.min() > 1e-2
+    assert ds.delay_force_check.values.max() < 1e-4  # float32 hook_Z1 against the per-edge, per-pair sum
+
+
+def test_network_delay_force_check_sees_the_cross_coupling(monkeypatch):
+    """Without the cross part in side (a) the probe's delay_force_check is of order one: it reads W1."""
+    from fsnlab.dynamics import identity
+
+    model = _network()
+    monkeypatch.setattr(identity, "cross_order_parameter_side", lambda th, z, w, n: torch.zeros_like(th))
+    ds = probe(model, TEXT[:40], identity_positions=None)
+    assert ds.delay_force_check.values.min() > 1e-2
+    assert ds.delay_identity_residual.values.max() < 1e-13  # b - a' does not involve side (a)
+
+
+def test_diagonal_probe_has_no_pair_variables():
+    ds = probe(tiny(), TEXT[:40])
+    assert not any(str(v).startswith("kernel_matrix") for v in ds.variables)
+    assert "osc_i" not in ds.dims and "osc_j" not in ds.dims

@@ -32,6 +32,17 @@ Delay weights ``W`` per head from the dense softmax ``A`` (``hook_attn``), by ``
 * ``shared_self``: as ``shared_zero_diag`` plus a diagonal term ``A_tt Im(d_n)``: the token is its own
   successor there, i.e. a transition ``Delta = 0`` (both explicit sides add it; ``Z1`` contains it).
 
+**The network kernel** (spec §3.4, "Alternative reading [G, OQ-9]"; ``kernel_form`` network1, network,
+low_rank): within each head the delay coefficient is a matrix ``K1_{n,ij} = d_{n,i} delta_ij + W1_{n,ij}``
+(receiver ``i``, sender ``j``; ``W1`` the cross-coupling, zero diagonal), and the delay term to receiver
+``i`` is ``sum_u W_{t,u} sum_j Im(K1_{n,ij} e^{in(theta_{u+1,j} - theta_{t,i})})``. The identity holds entry by
+entry: it is Kuramoto-Sakaguchi coupling from oscillator ``j`` of ``u`` itself to oscillator ``i`` of ``t``
+with strength ``|K1_ij|`` and frustration ``alpha_{u,ij} = -(n Delta_{u,j} + arg K1_ij)``. Every side splits
+the sum over ``j`` into ``j = i`` (the diagonal: the per-coordinate edge sums above, unchanged, so a
+diagonal model's numbers are those it always had) plus ``j != i`` (:func:`cross_edge_sides`, the same
+sides over oscillator pairs); side (a) adds ``Im(e^{-in theta_{t,i}} sum_j W1_ij Z1_{t,j,n})``
+(:func:`cross_order_parameter_side`). The controls use the wrong angle on every entry.
+
 This module holds the one computation of the check, :func:`layer_identity` (every side and every
 control of a layer, :class:`HarmonicSides` per harmonic). Its readers only reduce it:
 :func:`verify_identity` (``fsnlab verify``), :func:`fsnlab.probe.physics.delay_identity` (the probe's
@@ -80,8 +91,6 @@ def require_delay_model(model: torch.nn.Module, name: str = "model") -> None:
         raise IdentityError(f"{name} is a {family or type(model).__name__} model: the delay identity (spec §4) needs an FSN with kernel '+delay' or 'full'")
     if config.diagnostic_switches():
         raise IdentityError(f"{name} uses the diagnostic {', '.join(config.diagnostic_switches())}: it leaves the spec's layer, so the delay identity (spec §4) does not apply")
-    if getattr(config, "kernel_form", "diagonal") != "diagonal":
-        raise IdentityError(f"{name} has the network kernel (kernel_form={config.kernel_form!r}, OQ-9): the identity check reads the diagonal kernel only, so far")
     if not config.kernel_spec.delay:
         raise IdentityError(f"{name} has kernel {config.kernel!r}, which has no delay term: the delay identity (spec §4) needs kernel '+delay' or 'full'")
 
@@ -109,6 +118,85 @@ def self_successor_term(diag: torch.Tensor, d: torch.Tensor, n: int, sakaguchi: 
     else:
         per = torch.abs(d) * torch.sin(torch.angle(d))
     return diag.unsqueeze(-1) * per
+
+
+# -- the network kernel's cross-coupling (OQ-9): the same sides over oscillator pairs j != i ------
+
+
+def cross_order_parameter_side(theta: torch.Tensor, z1: torch.Tensor, cross: torch.Tensor, n: int) -> torch.Tensor:
+    """Side (a)'s cross part: ``Im(e^{-i n theta_{t,i}} sum_{j != i} W1_{n,ij} Z1_{t,j,n})`` (spec §3.4, OQ-9),
+    via :func:`~fsnlab.models.kernel.tangent_projection`.
+
+    ``theta (..., T, D)``, ``z1 (..., T, D)`` complex (harmonic n, ``hook_Z1``), ``cross (H, D_h, D_h)`` complex:
+    the cross-coupling within each head (receiver ``i``, sender ``j``, zero diagonal); coordinate ``h D_h + i``
+    is oscillator ``i`` of head ``h``.
+    """
+    H, Dh = cross.shape[0], cross.shape[-1]
+    pull = torch.einsum("hij,...hj->...hi", cross, z1.unflatten(-1, (H, Dh))).flatten(-2)  # sum_j W_ij Z1_j
+    cos_n, sin_n = harmonic_features(theta, n)
+    cos_n, sin_n = cos_n[..., n - 1 : n], sin_n[..., n - 1 : n]
+    return tangent_projection(cos_n, sin_n, (pull.real.unsqueeze(-1), pull.imag.unsqueeze(-1)))
+
+
+CROSS_SIDES = ("successor", "sakaguchi", "shuffled", "zero_transitions", "zero_angle")
+
+
+def _pair_weighted_sum(weights: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+    """``sum_u W_{t,u} sum_j terms_{t,u,i,j}`` for ``terms (..., T_t, T_u, c_i, c_j)`` and ``weights (..., T_t, T_u)``,
+    ignoring the edges whose weight is exactly 0 (their terms may be NaN: the last position has no transition)."""
+    per_edge = terms.sum(-1)
+    w = weights.unsqueeze(-1)
+    return torch.where(w != 0, w * per_edge, torch.zeros((), dtype=per_edge.dtype)).sum(-2)
+
+
+def cross_edge_sides(
+    receiver: torch.Tensor, sender: torch.Tensor, W: torch.Tensor, cross: torch.Tensor, n: int, perm: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The edge sums of :class:`HarmonicSides` over oscillator pairs (the cross-coupling of the network kernel,
+    spec §3.4 OQ-9, and §4 entry by entry), for receivers ``i`` of one chunk and senders ``j`` of another:
+
+    * ``successor``: ``sum_u W_{t,u} sum_j Im(W1_ij e^{in(theta_{u+1,j} - theta_{t,i})})`` (step 5, left);
+    * ``sakaguchi``: ``sum_u W_{t,u} sum_j |W1_ij| sin(n(theta_{u,j} - theta_{t,i}) - alpha_{u,ij})`` with
+      ``alpha_{u,ij} = delay_frustration(Delta_{u,j}, W1_ij, n) = -(n Delta_{u,j} + arg W1_ij)`` (step 6);
+    * the controls: ``shuffled`` (``Delta`` permuted by ``perm``), ``zero_transitions``, ``zero_angle``.
+
+    ``receiver (B, H, T, c_i)``, ``sender (B, H, T, c_j)`` the phases in head layout, ``W (B, H, T, T)`` the delay
+    weights, ``cross (H, c_i, c_j)`` complex. Returns ``(B, H, T, c_i)`` tensors named as :data:`CROSS_SIDES`.
+    """
+    k_edge = cross[:, None, None]  # (H, 1, 1, c_i, c_j) against the (B, H, T_t, T_u, c_i, c_j) pair terms
+    k_node = cross[:, None]  # (H, 1, c_i, c_j) against (B, H, T_u, c_i, c_j)
+    strength = torch.abs(k_edge)
+    rec = receiver[..., :, None, :, None]  # theta_{t,i}: (B, H, T_t, 1, c_i, 1)
+    succ = torch.cat([sender[..., 1:, :], sender[..., -1:, :]], dim=-2)  # theta_{u+1,j}; the last is never weighted
+    succ_phase = n * (succ[..., None, :, None, :] - rec)
+    phase = n * (sender[..., None, :, None, :] - rec)  # n (theta_{u,j} - theta_{t,i})
+    delta = transitions(sender)[..., :, None, :]  # Delta_{u,j}: (B, H, T_u, 1, c_j)
+
+    def sakaguchi(alpha: torch.Tensor) -> torch.Tensor:
+        return _pair_weighted_sum(W, strength * torch.sin(phase - alpha.unsqueeze(-4)))
+
+    return {
+        "successor": _pair_weighted_sum(W, strength * torch.sin(succ_phase + torch.angle(k_edge))),
+        "sakaguchi": sakaguchi(delay_frustration(delta, k_node, n)),
+        "shuffled": sakaguchi(delay_frustration(delta[..., perm, :, :], k_node, n)),
+        "zero_transitions": sakaguchi(delay_frustration(torch.zeros_like(delta), k_node, n)),
+        "zero_angle": sakaguchi(torch.zeros_like(delay_frustration(delta, k_node, n))),
+    }
+
+
+def cross_self_successor_term(diag: torch.Tensor, heads: torch.Tensor, cross: torch.Tensor, n: int, sakaguchi: bool) -> torch.Tensor:
+    """``shared_self``'s diagonal through the cross-coupling: the token is its own successor (``Delta = 0``), so
+    ``A_tt sum_j Im(W1_ij e^{in(theta_{t,j} - theta_{t,i})})`` (successor form) or
+    ``A_tt sum_j |W1_ij| sin(n(theta_{t,j} - theta_{t,i}) - alpha_ij)`` with ``alpha = delay_frustration(0, W1_ij, n)``
+    (Sakaguchi form). ``diag (B, H, T)``, ``heads (B, H, T, D_h)``, ``cross (H, D_h, D_h)`` -> ``(B, H, T, D_h)``."""
+    phase = n * (heads[..., None, :] - heads[..., :, None])  # (B, H, T, i, j)
+    k_node = cross[:, None]
+    if sakaguchi:
+        alpha = delay_frustration(torch.zeros_like(phase), k_node, n)
+        per = torch.abs(k_node) * torch.sin(phase - alpha)
+    else:
+        per = torch.abs(k_node) * torch.sin(phase + torch.angle(k_node))
+    return diag.unsqueeze(-1) * per.sum(-1)
 
 
 def shuffled_positions(T: int, generator: torch.Generator) -> torch.Tensor:
@@ -236,6 +324,7 @@ def harmonic_sides(
     n: int,
     generator: torch.Generator,
     max_elements: int = EDGE_CHUNK_ELEMENTS,
+    cross: torch.Tensor | None = None,
 ) -> HarmonicSides:
     """:class:`HarmonicSides` of one layer at harmonic ``n``.
 
@@ -244,6 +333,11 @@ def harmonic_sides(
     ``d (D,)`` complex, the delay coefficients per coordinate; ``generator`` draws the shuffled control's
     permutation. Coordinate ``i`` belongs to head ``i // (D / H)``. The coordinates of each head are
     processed in chunks so that an edge tensor holds at most about ``max_elements`` elements.
+
+    ``cross (H, D_h, D_h)`` complex: the network kernel's delay cross-coupling ``W1_n`` (OQ-9; receiver ``i``,
+    sender ``j``, zero diagonal), or None for the diagonal kernel. Each side then adds its sum over ``j != i``
+    (:func:`cross_edge_sides`, :func:`cross_self_successor_term`, :func:`cross_order_parameter_side`), chunked
+    over receivers and senders under the same bound; with None nothing is added (the diagonal numbers).
     """
     B, T, D = theta.shape
     H = W.shape[1]
@@ -258,13 +352,44 @@ def harmonic_sides(
         for key, val in edge_sides(heads[..., sl], W, d_heads[:, sl], n, perm).items():
             parts[key].append(val)
     sides = {key: _coordinates(torch.cat(vals, -1)) for key, vals in parts.items()}
+    if cross is not None:
+        for key, val in _cross_sides(heads, W, cross, n, perm, max_elements).items():
+            sides[key] = sides[key] + val
     if diag is not None:
         d_node = d_heads[:, None, :]
         sides["self_successor"] = _coordinates(self_successor_term(diag, d_node, n, sakaguchi=False))
         sides["self_sakaguchi"] = _coordinates(self_successor_term(diag, d_node, n, sakaguchi=True))
+        if cross is not None:
+            sides["self_successor"] = sides["self_successor"] + _coordinates(cross_self_successor_term(diag, heads, cross, n, sakaguchi=False))
+            sides["self_sakaguchi"] = sides["self_sakaguchi"] + _coordinates(cross_self_successor_term(diag, heads, cross, n, sakaguchi=True))
     if z1 is not None:
         sides["order_parameter"] = order_parameter_side(theta, z1, d, n)
+        if cross is not None:
+            sides["order_parameter"] = sides["order_parameter"] + cross_order_parameter_side(theta, z1, cross, n)
     return HarmonicSides(n=n, **sides)
+
+
+def _cross_sides(
+    heads: torch.Tensor, W: torch.Tensor, cross: torch.Tensor, n: int, perm: torch.Tensor, max_elements: int
+) -> dict[str, torch.Tensor]:
+    """:func:`cross_edge_sides` over every (receiver, sender) pair of each head, in blocks of receivers and
+    senders so that a pair tensor ``(B, H, T, T, c_i, c_j)`` holds at most about ``max_elements`` elements
+    (at least one pair). Returns ``(B, T, D)`` tensors named as :data:`CROSS_SIDES`."""
+    B, H, T, Dh = heads.shape
+    edges = max(1, B * H * T * T)
+    cj = max(1, min(Dh, max_elements // edges))
+    ci = max(1, min(Dh, max_elements // (edges * cj)))
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in CROSS_SIDES}
+    for lo in range(0, Dh, ci):
+        si = slice(lo, min(Dh, lo + ci))
+        acc: dict[str, torch.Tensor] | None = None
+        for lo_j in range(0, Dh, cj):
+            sj = slice(lo_j, min(Dh, lo_j + cj))
+            block = cross_edge_sides(heads[..., si], heads[..., sj], W, cross[:, si, sj], n, perm)
+            acc = block if acc is None else {k: acc[k] + block[k] for k in CROSS_SIDES}
+        for k in CROSS_SIDES:
+            parts[k].append(acc[k])
+    return {k: _coordinates(torch.cat(v, -1)) for k, v in parts.items()}
 
 
 def _coordinates(x: torch.Tensor) -> torch.Tensor:
@@ -281,6 +406,7 @@ def layer_identity(
     delay_mask: str,
     seed: int = 0,
     max_elements: int = EDGE_CHUNK_ELEMENTS,
+    cross: torch.Tensor | None = None,
 ) -> list[HarmonicSides]:
     """The identity check of one layer: :class:`HarmonicSides` for every harmonic ``n = 1..N``.
 
@@ -288,13 +414,40 @@ def layer_identity(
     complex (``hook_Z1``) or None, ``d (D, N)`` complex, all in one dtype, which the check runs in.
     The delay weights follow ``delay_mask`` (OQ-8); harmonic ``n``'s shuffled control draws from
     :func:`shuffle_generator` ``(seed, n)``. The probe, ``fsnlab verify`` and the explorer reduce this.
+    ``cross (H, N, D_h, D_h)`` complex: the network kernel's delay cross-coupling (:func:`delay_cross_coupling`),
+    or None; a harmonic whose cross-coupling is zero (``network1`` beyond n = 1) is checked as diagonal.
     """
     W, diag = delay_weights(attn, delay_mask)
     return [
         harmonic_sides(theta, W, diag, None if z1 is None else z1[..., n - 1], d[:, n - 1], n,
-                       shuffle_generator(seed, n), max_elements)
+                       shuffle_generator(seed, n), max_elements, _harmonic_cross(cross, n))
         for n in range(1, d.shape[-1] + 1)
     ]
+
+
+def _harmonic_cross(cross: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """Harmonic ``n``'s cross-coupling ``(H, D_h, D_h)``, or None where there is none (or it is zero)."""
+    if cross is None:
+        return None
+    c = cross[:, n - 1]
+    return c if bool(torch.any(c != 0)) else None
+
+
+def delay_cross_coupling(attn: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor | None:
+    """The network kernel's delay cross-coupling ``W1_{h,n,ij}`` of one attention module as complex
+    ``(H, N, D_h, D_h)`` in the complex dtype of ``dtype`` (zero for the harmonics the form does not cover),
+    from ``attn.network.cross_matrix(1)`` (spec §3.4, OQ-9); None for the diagonal kernel or without delay.
+    ``K1 = diag(d) + W1`` is ``attn.coupling_matrices()[1]`` (complex64; this keeps the model's precision)."""
+    net = getattr(attn, "network", None)
+    if net is None or 1 not in net.delays:
+        return None
+    re, im = net.cross_matrix(1)
+    w = torch.complex(re.detach().to(dtype), im.detach().to(dtype))
+    H, n_cover, Dh, _ = w.shape
+    N = attn.config.kernel_spec.n_harmonics
+    out = torch.zeros(H, N, Dh, Dh, dtype=w.dtype, device=w.device)
+    out[:, :n_cover] = w
+    return out
 
 
 def layer_sides(
@@ -306,15 +459,17 @@ def layer_sides(
     delay_mask: str,
     n_head: int,
     generator: torch.Generator,
+    cross: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The complete sides (:meth:`HarmonicSides.full`) for one layer and harmonic: ``theta (B, T, D)``,
-    ``attn (B, H, T, T)`` with ``H = n_head``, ``z1 (B, T, D)`` complex (harmonic n), ``d (D,)`` complex.
+    ``attn (B, H, T, T)`` with ``H = n_head``, ``z1 (B, T, D)`` complex (harmonic n), ``d (D,)`` complex,
+    ``cross (H, D_h, D_h)`` complex (the network kernel's cross-coupling at this harmonic) or None.
     Returns ``(B, T, D)`` tensors named ``order_parameter``, ``successor``, ``sakaguchi``, ``shuffled``,
     ``zero_transitions`` and ``zero_angle``."""
     if attn.shape[1] != n_head:
         raise ValueError(f"attn has {attn.shape[1]} heads, not {n_head}")
     W, diag = delay_weights(attn, delay_mask)
-    return harmonic_sides(theta, W, diag, z1, d, n, generator).full()
+    return harmonic_sides(theta, W, diag, z1, d, n, generator, cross=cross).full()
 
 
 # -- running the model -------------------------------------------------------------------------
@@ -330,8 +485,9 @@ def capture_layers(
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Run ``model`` in ``dtype`` (a copy unless ``copy_model=False``, which requires it to be in
     ``dtype`` already) on ``ids (B, T)`` and collect, per layer, the input phases, the dense
-    attention, ``Z1`` and the delay coefficients ``d (D, N)`` (complex, that dtype), all read from the
-    layer's own hook points; ``sources`` names them.
+    attention, ``Z1``, the delay coefficients ``d (D, N)`` (complex, that dtype) and, for the network
+    kernel, its delay cross-coupling ``cross (H, N, D_h, D_h)`` (:func:`delay_cross_coupling`; None for
+    the diagonal kernel), all read from the layer's own hook points and parameters; ``sources`` names them.
     """
     m = model_in_dtype(model, dtype) if copy_model else model
     ids = ids.to(next(m.parameters()).device)
@@ -349,8 +505,10 @@ def capture_layers(
                 raise IdentityError(f"layer {i} ran in {theta.dtype}, not {dtype}")
             _, d_pair = layer.coordinate_coefficients()
             d = torch.complex(d_pair[0].detach().to(dtype), d_pair[1].detach().to(dtype))
+            cross = delay_cross_coupling(layer, dtype)
             layers.append(
-                {"theta": theta, "attn": cache[f"blocks.{i}.attn.hook_attn"], "z1": cache[f"blocks.{i}.attn.hook_Z1"], "d": d}
+                {"theta": theta, "attn": cache[f"blocks.{i}.attn.hook_attn"], "z1": cache[f"blocks.{i}.attn.hook_Z1"], "d": d,
+                 "cross": None if cross is None else cross.to(theta.device)}
             )
     return layers, sources
 
@@ -412,7 +570,8 @@ def verify_identity(
     :func:`layer_identity` on each layer's captured input, reduced to statistics over windows.
 
     Windows are processed in chunks of at most ``window_budget / (T^2 D_h)`` (the per-edge sides build
-    ``(B, T, T, D_h)`` tensors), so any amount of text runs in bounded memory.
+    ``(B, T, T, D_h)`` tensors; ``/ (T^2 D_h^2)`` for the network kernel, whose sides run over oscillator
+    pairs), so any amount of text runs in bounded memory.
 
     Returns an ``xarray.Dataset`` with variables ``max_abs``, ``rms_abs``, ``max_rel``, ``rms_rel`` over
     ``(precision, layer, harmonic, comparison)``, ``term_rms``/``term_max`` (the size of the delay term,
@@ -437,7 +596,8 @@ def verify_identity(
     d_arg = np.zeros((n_layer, H, N))
     sources: dict[str, dict[str, str]] = {}
     T = ids.shape[1]
-    per_chunk = max(1, int(window_budget // (T * T * cfg.head_dim)))
+    network = getattr(cfg, "kernel_form", "diagonal") != "diagonal"
+    per_chunk = max(1, int(window_budget // (T * T * cfg.head_dim * (cfg.head_dim if network else 1))))
     for p, (pname, dtype) in enumerate(precisions.items()):
         m = model_in_dtype(model, dtype)
         for k, start in enumerate(range(0, ids.shape[0], per_chunk)):
@@ -446,7 +606,8 @@ def verify_identity(
             for i, lay in enumerate(layers):
                 if p == 0 and k == 0:
                     d_abs[i], d_arg[i] = head_coefficients(lay["d"], H)
-                for sides in layer_identity(lay["theta"], lay["attn"], lay["z1"], lay["d"], cfg.delay_mask, seed + 1000 * i):
+                for sides in layer_identity(lay["theta"], lay["attn"], lay["z1"], lay["d"], cfg.delay_mask, seed + 1000 * i,
+                                            cross=lay["cross"]):
                     acc.add(p, i, sides)
     stats, term = acc.arrays()
     ds = _identity_dataset(stats, term, d_abs, d_arg, list(precisions))
@@ -454,7 +615,8 @@ def verify_identity(
     ds.attrs.update({
         "title": "FSN delay identity (spec §4): successor coupling = Kuramoto-Sakaguchi coupling with data-given frustration",
         "sign_convention": SIGN_CONVENTION,
-        "frustration": "alpha_{u,n} = -(n Delta_u + arg d_n), Delta_u = theta_{u+1} - theta_u",
+        "frustration": ("alpha_{u,n,ij} = -(n Delta_{u,j} + arg K1_{n,ij}), K1 = diag(d) + W1 (network kernel, OQ-9)" if network
+                        else "alpha_{u,n} = -(n Delta_u + arg d_n), Delta_u = theta_{u+1} - theta_u"),
         "tolerance": float(tolerance),
         "control_margin": float(control_margin),
         "control_threshold": float(tolerance * control_margin),
@@ -463,6 +625,7 @@ def verify_identity(
         "failures": "\n".join(failures),
         "delay_mask": cfg.delay_mask,
         "kernel": cfg.kernel,
+        "kernel_form": getattr(cfg, "kernel_form", "diagonal"),
         "n_windows": int(ids.shape[0]),
         "window_length": int(ids.shape[1]),
         "seed": int(seed),

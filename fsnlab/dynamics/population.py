@@ -21,6 +21,11 @@ For a Lorentzian of half-width Delta the incoherent state loses stability throug
 ``K_n = 2 Delta / Re c_n`` (linearising the continuity equation: the mode-n perturbation couples
 only to ``c_n`` and grows at ``lambda = n (K c_n / 2 - Delta)``); the first harmonic's threshold is
 Kuramoto's ``K_c = 2 Delta`` for ``c_1 = 1``.
+
+The network kernel (spec §3.4, "Alternative reading [G, OQ-9]": a coupling matrix ``K_ij`` between the
+``D_h`` oscillators of a head) is refused by :func:`layer_kernel` in one line: each member of these
+populations has one phase, so the matrix would need members with ``D_h`` phases each, which is not
+implemented. Its coupling matrices are in the probe (``kernel_matrix_*``).
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ def layer_kernel(model: Any, layer: int) -> tuple[np.ndarray, np.ndarray | None,
     if diagnostics:
         raise ValueError(f"the model uses the diagnostic {', '.join(diagnostics)}: it has no coupling kernel to integrate")
     if getattr(model.config, "kernel_form", "diagonal") != "diagonal":
-        raise ValueError(f"the model has the network kernel (kernel_form={model.config.kernel_form!r}, OQ-9): "
-                         "the population dynamics integrate the diagonal kernel only, so far")
+        raise ValueError(f"the model has the network kernel (kernel_form={model.config.kernel_form!r}, OQ-9): a population here is "
+                         "one phase per member under one coupling function per kernel group, while K_ij couples the D_h oscillators "
+                         "of a head, which needs members with D_h phases each (not implemented)")
     attn = model.blocks[layer].attn
     c, d = attn.kernel.complex_coefficients()
     kind = "head" if attn.config.kernel_sharing == "head" else "coord"

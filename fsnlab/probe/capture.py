@@ -171,14 +171,18 @@ def _fsn_variables(model: torch.nn.Module, cache: dict, settings: CaptureSetting
 
 
 def _identity_variables(model: torch.nn.Module, cache: dict, theta_in: list[torch.Tensor], positions: int) -> dict[str, Any]:
-    """The delay identity and the network-vs-explicit delay force, per window and layer (spec §4)."""
+    """The delay identity and the network-vs-explicit delay force, per window and layer (spec §4); with the
+    network kernel (OQ-9) both include the cross-coupling, entry by entry."""
+    from fsnlab.dynamics.identity import delay_cross_coupling  # scipy, as delay_identity's own import
+
     results = []
     for i, block in enumerate(model.blocks):
         _, d_pair = block.attn.coordinate_coefficients()
         d = torch.complex(d_pair[0].detach().cpu().double(), d_pair[1].detach().cpu().double())  # (D, N)
+        cross = delay_cross_coupling(block.attn, torch.float64)  # the network kernel's W1 (OQ-9), or None
         results.append(
             delay_identity(theta_in[i], cache[f"blocks.{i}.attn.hook_attn"], d, cache[f"blocks.{i}.attn.hook_Z1"],
-                           model.config.delay_mask, positions)
+                           model.config.delay_mask, positions, None if cross is None else cross.cpu())
         )
     per_harmonic = ("sample", "layer", "harmonic")
     return {

@@ -159,8 +159,6 @@ def iter_probe(
         raise ProbeError("the probe reads fsnlab models (FSN, FSN-MF, transformer) built by fsnlab.build_model")
     if cfg.family == "fsn" and cfg.diagnostic_switches():
         raise ProbeError(f"the model uses the diagnostic {', '.join(cfg.diagnostic_switches())}, which leaves the spec's layer: the probe reads the FSN's coupling only")
-    if cfg.family == "fsn" and getattr(cfg, "kernel_form", "diagonal") != "diagonal":
-        raise ProbeError(f"the model has the network kernel (kernel_form={cfg.kernel_form!r}, OQ-9), which the probe does not read yet")
     T = cfg.context_length
     starts = window_starts(text.length, T, options.stride)
     window = min(text.length, T)

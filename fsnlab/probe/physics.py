@@ -73,13 +73,16 @@ def delay_identity(
     z1: torch.Tensor,
     delay_mask: str,
     positions: int,
+    cross: torch.Tensor | None = None,
 ) -> IdentityResult:
     """Check the delay identity (spec §4) and the network's delay force on the first ``positions`` queries.
 
     ``theta (B, T, D)``: the layer's input phases; ``attn (B, H, T, T)``: its coupling weights;
     ``d (D, N)`` complex: the delay coefficients expanded per coordinate; ``z1 (B, T, D, N)`` complex:
-    the layer's ``hook_Z1``. Everything is cast to float64. The queries ``t < P`` only involve keys
-    ``u < t < P``, so cutting the window to its first ``P`` positions is exact for them.
+    the layer's ``hook_Z1``; ``cross (H, N, D_h, D_h)`` complex: the network kernel's delay cross-coupling
+    (OQ-9, :func:`fsnlab.dynamics.identity.delay_cross_coupling`) or None for the diagonal kernel.
+    Everything is cast to float64. The queries ``t < P`` only involve keys ``u < t < P``, so cutting the
+    window to its first ``P`` positions is exact for them.
     """
     # imported here: fsnlab.dynamics loads scipy, which a probe without the check does not need
     from fsnlab.dynamics.identity import layer_identity
@@ -89,7 +92,8 @@ def delay_identity(
     a = attn[:, :, :P, :P].double()
     z = z1[:, :P].to(torch.complex128)
     with single_thread():
-        return identity_result(layer_identity(th, a, z, d.to(torch.complex128), delay_mask))
+        w = None if cross is None else cross.to(torch.complex128)
+        return identity_result(layer_identity(th, a, z, d.to(torch.complex128), delay_mask, cross=w))
 
 
 def identity_result(sides: list[HarmonicSides]) -> IdentityResult:
@@ -102,6 +106,9 @@ def identity_result(sides: list[HarmonicSides]) -> IdentityResult:
     * ``coupling_max``: ``max |successor|``, the scale of the residual;
     * ``force_check``: the network's own delay force ``sum_n Im(e^{-in theta} d_n Z1_n)`` (from
       ``hook_Z1``) against the explicit ``sum_n successor_n`` (plus ``A_tt Im d_n`` for ``shared_self``).
+
+    For the network kernel (OQ-9) every side includes the cross-coupling: the delay force is
+    ``sum_n Im(e^{-in theta_{t,i}} sum_j K1_{n,ij} Z1_{t,j,n})`` and the edge sums run over the pairs ``(i, j)``.
     """
     residual = np.stack([_max_abs(s.successor - s.sakaguchi) for s in sides], -1)
     control = np.stack([_max_abs(s.successor - s.zero_angle) for s in sides], -1)

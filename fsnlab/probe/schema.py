@@ -37,6 +37,8 @@ DIMS: dict[str, str] = {
     "mode": "FSN-MF learned collective mode m",
     "mode_k": "rank of a mode by selection weight (0 = most selected)",
     "mode_harmonic": "harmonic order n of the FSN-MF mode coupling",
+    "osc_i": "network kernel (OQ-9): receiving oscillator i within its head (coordinate osc = head*D_h + osc_i)",
+    "osc_j": "network kernel (OQ-9): sending oscillator j within its head (coordinate osc = head*D_h + osc_j)",
 }
 
 
@@ -65,6 +67,8 @@ VARIABLES: dict[str, VarSpec] = {
     "mode": _V("FSN-MF mode", "1", "0-based"),
     "mode_k": _V("rank by mode selection weight", "1", "0 = most selected"),
     "mode_harmonic": _V("mode coupling harmonic order n", "1", "1-based"),
+    "osc_i": _V("receiving oscillator within the head", "1", "0-based; coordinate osc = head*D_h + osc_i"),
+    "osc_j": _V("sending oscillator within the head", "1", "0-based; coordinate osc = head*D_h + osc_j"),
     "stage": _V("stage name", None, "embed, blocks.{i}.attn (after the attention step), blocks.{i}.ffn (after the feed-forward or mode step)"),
     "stage_layer": _V("block of the stage", "1", "-1 for embed"),
     "stage_kind": _V("kind of stage", None, "embed, attn, ffn (SwiGLU) or modes (FSN-MF mean field)"),
@@ -108,6 +112,18 @@ VARIABLES: dict[str, VarSpec] = {
     "sakaguchi_alpha": _V("Kuramoto-Sakaguchi frustration angle", "radian", "alpha = -arg c folded into (-pi/2, pi/2] with a signed K (kernel.sakaguchi_angle, spec 10)", HALF_PI),
     "daido_K": _V("signed Daido amplitude", "1", "K of c = K e^{-i alpha}; K < 0 is a repulsive Daido component (kernel.daido_amplitude, spec 10)"),
     "coupling_function": _V("coupling function", "radian", "Gamma(phi) = sum_n Im(c_n e^{in phi}) (delay 0), Gamma+ with d_n (delay 1) (kernel.coupling_function, spec 10)"),
+    "kernel_matrix_real": _V(
+        "network coupling kernel entry, real part", "1",
+        "K^(delay)_{h,n,ij} = diag(c or d) + W, receiver i, sender j within head h (network kernel, spec 3.4 OQ-9): "
+        "F_{t,i} = sum_n Im(e^{-in theta_{t,i}} sum_j [K0_{n,ij} Z0_{t,j,n} + K1_{n,ij} Z1_{t,j,n}]); from attn.coupling_matrices()",
+    ),
+    "kernel_matrix_imag": _V("network coupling kernel entry, imaginary part", "1", "see kernel_matrix_real"),
+    "kernel_matrix_strength": _V("network coupling strength", "1", "|K_ij|: the Kuramoto-Sakaguchi coupling strength from oscillator j to oscillator i (OQ-9)"),
+    "kernel_matrix_alpha": _V(
+        "network frustration angle", "radian",
+        "alpha_ij = -arg K_ij in [-pi, pi] (K_ij = |K_ij| e^{-i alpha_ij}, spec 2); for delay 1 the identity's frustration is "
+        "alpha_{u,ij} = -(n Delta_{u,j} + arg K1_ij) (spec 4, entry by entry)", (-math.pi, math.pi),
+    ),
     "step_size": _V("step size eta", "1", "coupling strength per coordinate (spec 3.5, OQ-11)"),
     "temperature": _V("softmax inverse temperature beta", "1", "per head (spec 3.3, OQ-6)"),
     "gate": _V("score gate g", "1", "static learned metric per coordinate, softplus(gate_raw) (spec 3.3, OQ-4)"),

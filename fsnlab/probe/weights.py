@@ -5,6 +5,11 @@ Each kernel part is read through the layer and :mod:`fsnlab.models.kernel`:
 ``FSNAttention.kernel.complex_coefficients()`` gives ``c, d``; ``sakaguchi_angle`` and
 ``daido_amplitude`` give the canonical ``c = K e^{-i alpha}``; ``coupling_function`` gives
 ``Gamma(phi) = sum_n Im(c_n e^{in phi})`` (and ``Gamma+`` from ``d``).
+
+The network kernel (spec §3.4, "Alternative reading [G, OQ-9]") is read as its whole coupling matrix
+``K^(delta)_{h,n,ij} = diag(c, d) + W`` per head (``FSNAttention.coupling_matrices()``), entry by entry a
+strength ``|K_ij|`` and a frustration ``alpha_ij = -arg K_ij`` (:func:`kernel_matrix_variables`); the
+per-group variables above keep reading its diagonal ``c, d``.
 """
 
 from __future__ import annotations
@@ -71,7 +76,32 @@ def fsn_weight_variables(model: torch.nn.Module, grid_size: int) -> dict[str, An
         out["score_offset"] = (("layer", "osc"), np.stack([_np(b.attn.score_offset) for b in blocks]).astype(np.float32))
     if cfg.ffn == "mean_field":
         out.update(_mode_variables(blocks, cfg))
+    if getattr(cfg, "kernel_form", "diagonal") != "diagonal":
+        out.update(kernel_matrix_variables(blocks))
     return out
+
+
+MATRIX_DIMS = ("layer", "delay", "head", "harmonic", "osc_i", "osc_j")
+
+
+def kernel_matrix_variables(blocks: list) -> dict[str, Any]:
+    """The network kernel (OQ-9) per oscillator pair: ``K^(delta)_{h,n,ij}`` (receiver ``i``, sender ``j`` of head
+    ``h``; delay 0 the attended tokens, 1 their successors) from ``attn.coupling_matrices()``, as
+    ``kernel_matrix_real/_imag``, its strength ``|K_ij|`` (``kernel_matrix_strength``) and its frustration
+    ``alpha_ij = -arg K_ij`` (``kernel_matrix_alpha``, in [-pi, pi], the sign convention of spec §2), each
+    ``(layer, delay, head, harmonic, osc_i, osc_j)`` float32. The force is
+    ``F_{t,i} = sum_n Im(e^{-in theta_{t,i}} sum_j [K0_{n,ij} Z0_{t,j,n} + K1_{n,ij} Z1_{t,j,n}])`` (spec §3.4)."""
+    mats = []
+    for block in blocks:
+        k0, k1 = block.attn.coupling_matrices()  # complex64 (H, N, D_h, D_h), detached
+        mats.append(torch.stack([k0, k1]) if k1 is not None else k0[None])
+    K = torch.stack(mats).cpu()  # (L, delay, H, N, D_h, D_h)
+    return {
+        "kernel_matrix_real": (MATRIX_DIMS, _np(K.real).astype(np.float32)),
+        "kernel_matrix_imag": (MATRIX_DIMS, _np(K.imag).astype(np.float32)),
+        "kernel_matrix_strength": (MATRIX_DIMS, _np(K.abs()).astype(np.float32)),
+        "kernel_matrix_alpha": (MATRIX_DIMS, _np(-torch.angle(K)).astype(np.float32)),
+    }
 
 
 def _mode_variables(blocks: list, cfg: Any) -> dict[str, Any]:
@@ -115,6 +145,9 @@ def static_coords(model: torch.nn.Module, window: int, grid_size: int, top_k: in
             delay=("delay", np.arange(2 if cfg.kernel_spec.delay else 1, dtype=np.int32)),
             grid=("grid", phase_grid(grid_size)),
         )
+        if getattr(cfg, "kernel_form", "diagonal") != "diagonal":  # the network kernel's pair dims (OQ-9)
+            coords["osc_i"] = ("osc_i", np.arange(cfg.head_dim, dtype=np.int32))
+            coords["osc_j"] = ("osc_j", np.arange(cfg.head_dim, dtype=np.int32))
         if cfg.ffn == "mean_field":
             coords["mode"] = ("mode", np.arange(cfg.n_modes, dtype=np.int32))
             coords["mode_harmonic"] = ("mode_harmonic", np.arange(1, cfg.mf_harmonics + 1, dtype=np.int32))
