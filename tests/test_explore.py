@@ -315,3 +315,39 @@ def test_folder_with_a_broken_file(tmp_path, capsys):
     c = Callbacks(ex)
     assert "not a probe dataset" in c.on_file("broken.nc")[-1]
     assert c.on_file("good.zarr")[-1] == ""
+
+
+# -- the network kernel (OQ-9) -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def net_cb(tmp_path_factory):
+    """The explorer on a probe of the network kernel (randomised cross-coupling)."""
+    import torch
+
+    root = tmp_path_factory.mktemp("network")
+    torch.manual_seed(7)
+    model = fsnlab.build_model("fsn-tiny", kernel_form="network1")
+    g = torch.Generator().manual_seed(8)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    write_probe(model, TEXT[:64], root / "net.zarr", ProbeOptions(attention=True, identity_positions=None))
+    return create_app(root).fsn_callbacks
+
+
+def test_network_kernel_panel_and_identity(net_cb, cb):
+    fig, style = net_cb.on_kernel_matrix("net.zarr", 1, 1)
+    assert style == {} and [t["type"] for t in fig["data"]] == ["heatmap"] * 8
+    assert "network kernel" in fig["layout"]["title"]["text"]
+    assert "network kernel (network1)" in net_cb.on_file("net.zarr")[10]
+    # a diagonal probe hides the panel; its other panels are as before
+    _, hidden = cb.on_kernel_matrix("a.zarr", 1, 1)
+    assert hidden == {"display": "none"}
+    terms, circle, table, summary = net_cb.on_identity("net.zarr", 0, 1, 1, 7, 5)
+    assert terms["data"] and circle["data"] and table is not None
+    out = net_cb.ex.identity("net.zarr", 0, 1, 1, 7, 5)
+    s = out["summary"]
+    assert s["cross_coupling"] and s["complete"] and s["residual"] < 1e-14
+    assert s["successor_sum"] == pytest.approx(s["network"], abs=2e-5)
+    assert net_cb.on_residuals("net.zarr", 0) is not None

@@ -250,3 +250,84 @@ def test_fsn_mf_probe():
     ti = viz.token_identity(mf, 0, 1, 30, 1, 1)
     assert ti.residual < 1e-15
     assert viz.coupling_function_figure(mf, 1, 0).data
+
+
+# -- the network kernel (OQ-9) -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ds_net():
+    """fsn-tiny with the network kernel (randomised: cross-coupling of order one), attention and the identity everywhere."""
+    import torch
+
+    torch.manual_seed(5)
+    model = fsnlab.build_model("fsn-tiny", kernel_form="network", delay_mask="shared_self")
+    g = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return probe(model, TEXT[:64], attention=True, identity_positions=None)
+
+
+def test_kernel_matrix_figure(ds_net, ds):
+    from fsnlab.viz.kernel import has_kernel_matrix, kernel_matrix_figure
+
+    assert has_kernel_matrix(ds_net) and not has_kernel_matrix(ds)
+    fig = kernel_matrix_figure(ds_net, 1, 2)
+    assert types(fig) == ["Heatmap"] * 8  # (|K|, -arg K) x 2 delays x 2 heads
+    z = np.asarray(fig.data[0].z, dtype=np.float64)
+    want = ds_net.kernel_matrix_strength.isel(layer=1, delay=0, head=0, harmonic=1).values.astype(np.float64)
+    off = ~np.eye(16, dtype=bool)
+    np.testing.assert_array_equal(z[off], want[off])
+    assert np.isnan(np.diag(z)).all()  # the diagonal (c_n, d_n) is the table's
+    alpha = np.asarray(fig.data[2].z, dtype=np.float64)  # row 2: -arg K0, head 0
+    np.testing.assert_array_equal(alpha[off], ds_net.kernel_matrix_alpha.isel(layer=1, delay=0, head=0, harmonic=1).values[off])
+    assert "n = 2" in fig.layout.title.text and fig.layout.coloraxis2.cmax == pytest.approx(math.pi)
+    full = kernel_matrix_figure(ds_net, 0, 1, diagonal=True)
+    assert np.isfinite(np.asarray(full.data[0].z, dtype=np.float64)).all()
+    with pytest.raises(VizError, match="diagonal"):
+        kernel_matrix_figure(ds, 0, 1)
+    with pytest.raises(VizError, match="harmonic"):
+        kernel_matrix_figure(ds_net, 0, 9)
+
+
+@pytest.mark.parametrize("layer,pos,n,osc", [(0, 5, 1, 0), (1, 20, 2, 17), (1, 63, 4, 31)])
+def test_token_identity_reads_the_network_kernel(ds_net, layer, pos, n, osc):
+    """Each term sums over the head's senders j with K1_ij; both forms agree, and the complete top-k is the
+    network's own Im(e^{-in theta_i} sum_j K1_ij Z1_j) from the stored Z1."""
+    ti = viz.token_identity(ds_net, 0, layer, pos, n, osc)
+    assert ti.cross and ti.summary()["cross_coupling"] is True
+    assert ti.terms and ti.residual < 1e-14 and ti.max_term_residual < 1e-14
+    assert ti.control_residual > 1e3 * max(ti.residual, 1e-18)
+    assert ti.probe_residual < 1e-12
+
+
+def test_token_identity_network_complete_topk_equals_the_network(ds_net):
+    k = ds_net.sizes["k"]
+    for pos in range(1, k - 1):
+        for n in (1, 3):
+            ti = viz.token_identity(ds_net, 0, 1, pos, n, 20)
+            assert ti.complete
+            assert ti.successor_sum == pytest.approx(ti.network, abs=2e-5)
+    # without the cross-coupling the terms would miss it: the diagonal alone is far from the network's term
+    ti = viz.token_identity(ds_net, 0, 1, k - 2, 1, 20)
+    diagonal_only = ds_net.drop_vars([v for v in ds_net.variables if str(v).startswith("kernel_matrix")])
+    assert abs(viz.token_identity(diagonal_only, 0, 1, k - 2, 1, 20).successor_sum - ti.network) > 1e-3
+
+
+def test_network_probe_files_round_trip(ds_net, tmp_path):
+    """The pair variables and their dims go through zarr and netCDF."""
+    import torch
+
+    from fsnlab.probe.core import write_probe
+    from fsnlab.probe.options import ProbeOptions
+
+    torch.manual_seed(5)
+    model = fsnlab.build_model("fsn-tiny", kernel_form="low_rank", kernel_rank=2)
+    for suffix in ("zarr", "nc"):
+        path = write_probe(model, TEXT[:40], tmp_path / f"p.{suffix}", ProbeOptions(attention=True))
+        back = open_probe(path)
+        assert back.kernel_matrix_alpha.dims == ("layer", "delay", "head", "harmonic", "osc_i", "osc_j")
+        assert back.kernel_matrix_alpha.attrs["units"] == "radian"
+        K = torch.stack(model.blocks[1].attn.coupling_matrices())
+        np.testing.assert_array_equal(back.kernel_matrix_imag.isel(layer=1).values, K.imag.numpy())

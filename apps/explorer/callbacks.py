@@ -148,6 +148,17 @@ class Callbacks:
                 ("K", "K (signed)"), ("slope_at_0", "n·Re (Γ'(0) part)"), ("reading", "reading")]
         return gamma, polar, html_table(rows, cols)
 
+    def on_kernel_matrix(self, key: str, layer: Any, harmonic: Any) -> tuple:
+        """The network kernel's heatmaps and the card's style: hidden for a diagonal kernel."""
+        try:
+            fig = self.ex.kernel_matrix(key, layer, harmonic)
+        except Exception as exc:
+            msg = str(exc) if isinstance(exc, FsnlabError) else internal_error(exc)
+            return message_figure(msg, 340), {}
+        if fig is None:
+            return message_figure("diagonal kernel: no cross-coupling", 200), {"display": "none"}
+        return fig, {}
+
     def on_identity(self, key: str, sample: Any, layer: Any, harmonic: Any, osc: Any, pos: Any) -> tuple:
         """The identity panel for the selected token: the two figures, the term table, the summary."""
         try:
@@ -285,6 +296,9 @@ def identity_summary(ti: Any) -> Any:
     note = (f"the top-{ti.top_k} keys are every key this token sees: the partial sums are the full sums"
             if ti.complete else
             f"partial sums over the top-{ti.top_k} keys; the full sum (network, Z¹) includes the weaker keys too")
+    if getattr(ti, "cross", False):
+        note += ("; network kernel (OQ-9): each term sums over the head's senders j, W·Σ_j Im(K¹_ij e^{in(θ_u+1,j − θ_t,i)}), "
+                 "with α_u,ij = −(nΔ_u,j + arg K¹_ij); Δ_u and α_u shown are the diagonal entry's (j = i)")
     if ti.approximate_weights:
         note += "; separate_strict weights renormalised over the shown keys (A_tt not among them)"
     if ti.skipped:
@@ -327,6 +341,8 @@ def register(app: Any, explorer: Explorer) -> Callbacks:
     app.callback(Output(gid("frustration"), "figure"), key, sample, layer, osc, Input("frustration-mode", "value"), pos)(cb.on_frustration)
     app.callback(Output(gid("gamma"), "figure"), Output(gid("kernel-polar"), "figure"), Output("kernel-table", "children"),
                  key, layer, Input("group", "value"))(cb.on_kernel)
+    app.callback(Output(gid("kernel-matrix"), "figure"), Output("kernel-matrix-card", "style"),
+                 key, layer, harmonic)(cb.on_kernel_matrix)
     app.callback(Output(gid("identity-terms"), "figure"), Output(gid("identity-circle"), "figure"),
                  Output("identity-table", "children"), Output("identity-summary", "children"),
                  key, sample, layer, harmonic, osc, pos)(cb.on_identity)

@@ -140,6 +140,15 @@ def build_layout(file_options: list[dict[str, str]], initial_file: str) -> html.
             graph_card("kernel-polar", "coefficients in the complex plane", height=340),
         ]),
         html.Div(id="kernel-table", className="table-wrap"),
+        # the network kernel (OQ-9): shown only when the probe holds its coupling matrices
+        html.Div(id="kernel-matrix-card", style={"display": "none"}, children=[
+            graph_card("kernel-matrix", "the network kernel K_ij: strength and frustration of every oscillator pair", height=940,
+                       help_text=("Network reading of the kernel (spec §3.4, OQ-9): within each head oscillator j of the sender "
+                                  "couples to oscillator i of the receiver with strength |K_ij| and frustration α_ij = −arg K_ij "
+                                  "(layer and harmonic from the selectors; K⁰ the attended tokens, K¹ their successors, whose "
+                                  "frustration in the delay identity is −(nΔ_u,j + arg K¹_ij)). The diagonal is c_n, d_n (the table above)."),
+                       wide=True),
+        ]),
     ])
 
     identity = html.Div(className="card wide", children=[

@@ -18,6 +18,7 @@ from fsnlab import viz
 from fsnlab.errors import FsnlabError
 from fsnlab.viz import common as vc
 from fsnlab.viz import phases as vp
+from fsnlab.viz.kernel import has_kernel_matrix, kernel_matrix_figure
 
 # Numbers sent to the browser for the animation are rounded: 1e-4 rad is far below a pixel.
 PHASE_DECIMALS = 4
@@ -116,6 +117,8 @@ class Explorer:
             parts.append(f"L={ds.sizes.get('layer')} D={ds.sizes.get('osc')} H={ds.sizes.get('head')} N={ds.sizes.get('harmonic')}")
             if cfg.get("delay_mask") and int(ds.sizes.get("delay", 1)) > 1:
                 parts.append(f"delay_mask={cfg['delay_mask']}")
+            if has_kernel_matrix(ds):
+                parts.append(f"network kernel ({cfg.get('kernel_form', 'network')}): K_ij within each head")
         parts.append(f"attention top-{ds.sizes['k']}" if "k" in ds.sizes else "no --attention (no couplings per token)")
         parts.append(f"checkpoint step {a.get('checkpoint_step', '?')}")
         if not viz.has_phases(ds):
@@ -218,6 +221,14 @@ class Explorer:
         layer, group = as_int(layer, "layer", 0), as_int(group, "group", 0)
         return (_fig(viz.coupling_function_figure(ds, layer, group)), _fig(viz.kernel_polar_figure(ds, layer, group)),
                 viz.kernel_table(ds, layer, group))
+
+    def kernel_matrix(self, key: str, layer: Any, harmonic: Any) -> dict[str, Any] | None:
+        """The network kernel's heatmaps (|K_ij| and −arg K_ij per head and delay) of one layer and harmonic, or
+        None when the probe's kernel is diagonal (the panel is then hidden)."""
+        ds = self.cache.dataset(key)
+        if not has_kernel_matrix(ds):
+            return None
+        return _fig(kernel_matrix_figure(ds, as_int(layer, "layer", 0), as_int(harmonic, "harmonic", 1)))
 
     def frustration(self, key: str, sample: Any, layer: Any, osc: Any, mode: str, pos: Any) -> dict[str, Any]:
         """Histogram of the data's transitions at the layer's input; the selected token's attended keys'

@@ -14,6 +14,12 @@ strongest terms and their partial sums; the full sum as the network computed it 
 parameter Z¹, :func:`~fsnlab.dynamics.identity.order_parameter_side`) and the probe's exact whole-run
 residual (``delay_identity_*``) are shown next to them.
 
+For the network kernel (spec §3.4, "Alternative reading [G, OQ-9]"; the probe's ``kernel_matrix_*``),
+the delay coefficient is a matrix K¹_ij = d_i δ_ij + W¹_ij within the head, and each edge's term to
+coordinate i sums over the head's senders j: W_{t,u} Σ_j Im(K¹_ij e^{in(θ_{u+1,j} − θ_t,i)}) and
+W_{t,u} Σ_j |K¹_ij| sin(n(θ_{u,j} − θ_{t,i}) − α_{u,ij}), α_{u,ij} = −(nΔ_{u,j} + arg K¹_ij). The shown
+Δ_u and α_u are those of the diagonal entry (j = i).
+
 Nothing here re-derives the kernel's physics: :func:`token_identity` only slices the dataset into
 the check's inputs (one three-position window ``[θ_u, θ_{u+1}, θ_t]`` per edge) and reads its outputs.
 """
@@ -28,7 +34,7 @@ import numpy as np
 import torch
 
 from fsnlab.dynamics.circular import wrap
-from fsnlab.dynamics.identity import harmonic_sides, order_parameter_side, shuffle_generator
+from fsnlab.dynamics.identity import cross_order_parameter_side, harmonic_sides, order_parameter_side, shuffle_generator
 from fsnlab.viz.common import (
     VizError,
     base_layout,
@@ -47,6 +53,7 @@ from fsnlab.viz.common import (
     unit_circle,
     values,
 )
+from fsnlab.viz.kernel import has_kernel_matrix
 
 
 @dataclass
@@ -91,6 +98,7 @@ class TokenIdentity:
     probe_residual: float | None = None  # delay_identity_residual (sample, layer, harmonic)
     probe_control: float | None = None  # delay_identity_control (sample, layer, harmonic)
     probe_positions: int | None = None  # the queries t < P the probe checked
+    cross: bool = False  # the network kernel (OQ-9): every term sums over the head's senders j
 
     @property
     def successor_sum(self) -> float:
@@ -148,6 +156,7 @@ class TokenIdentity:
             "max_term_residual": self.max_term_residual, "control_sum": self.control_sum,
             "control_residual": self.control_residual, "network": self.network, "complete": self.complete,
             "covered_weight": self.covered_weight, "probe_residual": self.probe_residual, "probe_control": self.probe_control,
+            **({"cross_coupling": True} if self.cross else {}),
         }
 
 
@@ -210,10 +219,17 @@ def token_identity(ds: Any, sample: int, layer: int, pos: int, harmonic: int = 1
                 out.approximate_weights = not out.complete
         edges.append((rank, int(u), int(u) + 1, float(a), w))
 
-    if edges:
+    network = _head_network(ds, s, layer, head, j, osc) if has_kernel_matrix(ds) else None
+    if network is not None:
+        out.cross = True
+        if edges:
+            _evaluate_network_edges(out, edges, chars, n, *network)
+        if "Z_real" in ds.variables:
+            out.network = _network_term(ds, s, layer, head, pos, j, n, *network)
+    elif edges:
         _evaluate_edges(out, edges, theta, chars, d_val, n)
 
-    if "Z_real" in ds.variables:  # the network's full delay term for this harmonic, from its own Z1
+    if network is None and "Z_real" in ds.variables:  # the network's full delay term for this harmonic, from its own Z1
         zsel = {"sample": s, "layer": layer, "delay": 1, "pos": pos, "osc": osc, "harmonic": j}
         z1 = torch.complex(torch.tensor(float(values(ds["Z_real"].isel(zsel))), dtype=torch.float64),
                            torch.tensor(float(values(ds["Z_imag"].isel(zsel))), dtype=torch.float64))
@@ -256,6 +272,62 @@ def _evaluate_edges(out: TokenIdentity, edges: list, theta: np.ndarray, chars: l
             successor=float(sides.successor[e, 2, 0]), sakaguchi=float(sides.sakaguchi[e, 2, 0]),
             control=float(sides.zero_angle[e, 2, 0]),
         ))
+
+
+def _head_network(ds: Any, s: int, layer: int, head: int, j: int, osc: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, int]:
+    """The network kernel's inputs for one head: its coordinates' input phases ``(T, D_h)``, the diagonal
+    ``d (D_h,)`` (``kernel_real/_imag``, per group as the diagonal kernel reads it) and the cross-coupling
+    ``W1 (1, D_h, D_h)`` (``kernel_matrix_*`` off the diagonal), complex128, and ``osc``'s index in the head."""
+    heads = values(ds["osc_head"]).astype(np.int64)
+    coords = np.flatnonzero(heads == head)
+    theta = values(ds["theta"].isel(sample=s, stage=input_stage(ds, layer), osc=coords)).astype(np.float64)  # (T, D_h)
+    gdim = kernel_group_dim(ds)
+    groups = [kernel_index(ds, int(c)) for c in coords]
+    ksel = {"layer": layer, "delay": 1, "harmonic": j}
+    d = torch.tensor([complex(float(values(ds["kernel_real"].isel({**ksel, gdim: g}))), float(values(ds["kernel_imag"].isel({**ksel, gdim: g}))))
+                      for g in groups], dtype=torch.complex128)
+    msel = {**ksel, "head": head}
+    dims = ("osc_i", "osc_j")
+    k = (values(ds["kernel_matrix_real"].isel(msel).transpose(*dims)).astype(np.float64)
+         + 1j * values(ds["kernel_matrix_imag"].isel(msel).transpose(*dims)).astype(np.float64))
+    np.fill_diagonal(k, 0.0)  # the diagonal is d (above); W1 is the cross-coupling
+    return theta, d, torch.from_numpy(k)[None], int(np.flatnonzero(coords == osc)[0])
+
+
+def _evaluate_network_edges(out: TokenIdentity, edges: list, chars: list[str], n: int,
+                            theta: np.ndarray, d: torch.Tensor, cross: torch.Tensor, i: int) -> None:
+    """:func:`_evaluate_edges` for the network kernel: each edge's window holds every coordinate of the head
+    (``[θ_u, θ_succ, θ_t]`` of shape ``(3, D_h)``), and :func:`~fsnlab.dynamics.identity.harmonic_sides` adds the
+    cross-coupling's sum over senders ``j``; the term read is coordinate ``i``'s."""
+    t = out.pos
+    E = len(edges)
+    win = torch.empty(E, 3, theta.shape[1], dtype=torch.float64)
+    W = torch.zeros(E, 1, 3, 3, dtype=torch.float64)
+    for e, (_, u, succ, _, w) in enumerate(edges):
+        win[e] = torch.from_numpy(np.stack([theta[u], theta[succ], theta[t]]))
+        W[e, 0, 2, 0] = w
+    sides = harmonic_sides(win, W, None, None, d, n, shuffle_generator(0, n), cross=cross)
+    for e, (rank, u, succ, a, w) in enumerate(edges):
+        out.terms.append(IdentityTerm(
+            rank=rank, u=u, succ=succ, attention=a, weight=w,
+            char_u=chars[u], char_succ=chars[succ], theta_u=float(theta[u, i]), theta_succ=float(theta[succ, i]),
+            delta=float(wrap(float(sides.transition[e, 0, i]))), alpha=float(wrap(float(sides.frustration[e, 0, i]))),
+            successor=float(sides.successor[e, 2, i]), sakaguchi=float(sides.sakaguchi[e, 2, i]),
+            control=float(sides.zero_angle[e, 2, i]),
+        ))
+
+
+def _network_term(ds: Any, s: int, layer: int, head: int, pos: int, j: int, n: int,
+                  theta: np.ndarray, d: torch.Tensor, cross: torch.Tensor, i: int) -> float:
+    """The full delay term to coordinate ``i`` as the network computed it: ``Im(e^{-in θ_{t,i}} Σ_j K¹_ij Z¹_{t,j,n})``
+    from the probe's ``Z¹`` of the head (:func:`order_parameter_side` plus :func:`cross_order_parameter_side`)."""
+    coords = np.flatnonzero(values(ds["osc_head"]).astype(np.int64) == head)
+    zsel = {"sample": s, "layer": layer, "delay": 1, "pos": pos, "osc": coords, "harmonic": j}
+    z1 = torch.complex(torch.from_numpy(values(ds["Z_real"].isel(zsel)).astype(np.float64)),
+                       torch.from_numpy(values(ds["Z_imag"].isel(zsel)).astype(np.float64)))[None]  # (1, D_h)
+    th = torch.from_numpy(theta[pos])[None]
+    force = order_parameter_side(th, z1, d, n) + cross_order_parameter_side(th, z1, cross, n)
+    return float(force[0, i])
 
 
 # -- figures ----------------------------------------------------------------------------------

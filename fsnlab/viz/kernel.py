@@ -11,6 +11,9 @@
   frustration −(nΔ_u + arg d_n).
 * The distribution of the data's transitions Δ_u = θ_{u+1} − θ_u (variable ``transition``): the
   frustration the delay term receives from the text.
+* The network kernel (spec §3.4, "Alternative reading [G, OQ-9]"): the coupling matrix K_ij of each head,
+  harmonic and delay as heatmaps of the strength |K_ij| and the frustration −arg K_ij, from the probe's
+  ``kernel_matrix_*`` variables (present only for ``kernel_form`` network1, network, low_rank).
 """
 
 from __future__ import annotations
@@ -205,4 +208,74 @@ def frustration_histogram(
     what = f"osc {osc}" if osc is not None else "all osc"
     fig.update_layout(**base_layout(f"data frustration Δ_u = θ_u+1 − θ_u · layer {layer} input · {what}"), height=360,
                       polar={"angularaxis": {"direction": "counterclockwise", "rotation": 0}, "radialaxis": {"showticklabels": False}})
+    return fig
+
+
+# -- the network kernel (OQ-9): the coupling matrix K_ij ---------------------------------------
+
+
+def has_kernel_matrix(ds: Any) -> bool:
+    """True when the probe holds the network kernel's coupling matrices (``kernel_matrix_*``, OQ-9)."""
+    return has_phases(ds) and "kernel_matrix_strength" in ds.variables and "kernel_matrix_alpha" in ds.variables
+
+
+def kernel_matrix_figure(ds: Any, layer: int = 0, harmonic: int = 1, diagonal: bool = False) -> Any:
+    """Heatmaps of the network kernel of one layer and harmonic ``n`` (1-based): for every head (columns) and
+    delay, the coupling strength ``|K_ij|`` and the frustration angle ``alpha_ij = -arg K_ij`` (rows), receiver
+    ``i`` down, sender ``j`` across, as the probe stored them (``kernel_matrix_strength``, ``kernel_matrix_alpha``).
+
+    The diagonal ``K_ii`` is the per-group kernel ``c_n``, ``d_n`` (the coefficient table and the polar figure);
+    by default it is left blank so that the colour scale is the cross-coupling's (``diagonal=True`` keeps it).
+    """
+    from plotly.subplots import make_subplots
+
+    if not has_kernel_matrix(ds):
+        raise VizError("this probe holds no coupling matrix: the kernel is diagonal (kernel_form='diagonal'), "
+                       "so there is no cross-coupling between oscillators to draw")
+    if not 0 <= int(layer) < ds.sizes["layer"]:
+        raise VizError(f"layer {layer} is out of range (L = {ds.sizes['layer']})")
+    harmonics = [int(v) for v in ds["harmonic"].values]
+    if int(harmonic) not in harmonics:
+        raise VizError(f"harmonic {harmonic} is not one of {harmonics}")
+    sel = {"layer": int(layer), "harmonic": harmonics.index(int(harmonic))}
+    dims = ("delay", "head", "osc_i", "osc_j")
+    strength = values(ds["kernel_matrix_strength"].isel(sel).transpose(*dims)).astype(np.float64)
+    alpha = values(ds["kernel_matrix_alpha"].isel(sel).transpose(*dims)).astype(np.float64)
+    n_delay, H, Dh, _ = strength.shape
+    if not diagonal:
+        eye = np.eye(Dh, dtype=bool)
+        strength = np.where(eye, np.nan, strength)
+        alpha = np.where(eye, np.nan, alpha)
+    finite = strength[np.isfinite(strength)]
+    top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    rows = []
+    for d in range(n_delay):
+        name = "K⁰ (attended)" if d == 0 else "K¹ (successors)"
+        rows += [(d, "strength", f"|{name[:2]}_ij|"), (d, "alpha", f"−arg {name[:2]}_ij")]
+    titles = [f"head {h} · {label}" for _, _, label in rows for h in range(H)]
+    fig = make_subplots(rows=len(rows), cols=H, subplot_titles=titles, horizontal_spacing=0.06, vertical_spacing=0.06)
+    axis = np.arange(Dh)
+    for r, (d, kind, label) in enumerate(rows):
+        z = strength[d] if kind == "strength" else alpha[d]
+        for h in range(H):
+            fig.add_trace(go.Heatmap(
+                z=z[h], x=axis, y=axis, coloraxis="coloraxis" if kind == "strength" else "coloraxis2",
+                hovertemplate=f"head {h} · {label}<br>i=%{{y}} ← j=%{{x}}<br>%{{z:.4f}}<extra></extra>",
+            ), row=r + 1, col=h + 1)
+    fig.update_yaxes(autorange="reversed", title_text="")
+    for r in range(len(rows)):
+        fig.update_yaxes(title_text="receiver i", row=r + 1, col=1)
+    for h in range(H):
+        fig.update_xaxes(title_text="sender j", row=len(rows), col=h + 1)
+    bar = {"len": 0.45, "thickness": 12}
+    what = "K_ij" + (" (diagonal = c_n, d_n)" if diagonal else " off the diagonal (the diagonal is c_n, d_n: the table)")
+    fig.update_layout(
+        **{**base_layout(f"network kernel · layer {layer} · n = {harmonic} · {what}"), "margin": {"l": 50, "r": 20, "t": 70, "b": 40}},
+        height=max(320, 230 * len(rows)),
+        coloraxis={"colorscale": "Viridis", "cmin": 0.0, "cmax": top,
+                   "colorbar": {**bar, "title": {"text": "|K_ij|"}, "y": 0.78}},
+        coloraxis2={"colorscale": "Twilight", "cmin": -math.pi, "cmax": math.pi,
+                    "colorbar": {**bar, "title": {"text": "α_ij (rad)"}, "y": 0.22,
+                                 "tickvals": [-math.pi, 0, math.pi], "ticktext": ["−π", "0", "π"]}},
+    )
     return fig
