@@ -34,6 +34,8 @@ _LAZY = {
     "daido_figure": "fsnlab.viz.order",
     # the kernel read as a coupling function, and the data's frustration
     "coupling_function_figure": "fsnlab.viz.kernel",
+    "kernel_matrix_figure": "fsnlab.viz.kernel",
+    "has_kernel_matrix": "fsnlab.viz.kernel",
     "kernel_table": "fsnlab.viz.kernel",
     "kernel_polar_figure": "fsnlab.viz.kernel",
     "frustration_histogram": "fsnlab.viz.kernel",
