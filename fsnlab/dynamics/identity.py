@@ -67,6 +67,8 @@ from fsnlab.models.kernel import (
     delay_weights,
     delay_frustration,
     harmonic_features,
+    pair_sakaguchi_coupling,
+    pair_successor_coupling,
     sakaguchi_coupling,
     successor_coupling,
     tangent_projection,
@@ -141,14 +143,6 @@ def cross_order_parameter_side(theta: torch.Tensor, z1: torch.Tensor, cross: tor
 CROSS_SIDES = ("successor", "sakaguchi", "shuffled", "zero_transitions", "zero_angle")
 
 
-def _pair_weighted_sum(weights: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
-    """``sum_u W_{t,u} sum_j terms_{t,u,i,j}`` for ``terms (..., T_t, T_u, c_i, c_j)`` and ``weights (..., T_t, T_u)``,
-    ignoring the edges whose weight is exactly 0 (their terms may be NaN: the last position has no transition)."""
-    per_edge = terms.sum(-1)
-    w = weights.unsqueeze(-1)
-    return torch.where(w != 0, w * per_edge, torch.zeros((), dtype=per_edge.dtype)).sum(-2)
-
-
 def cross_edge_sides(
     receiver: torch.Tensor, sender: torch.Tensor, W: torch.Tensor, cross: torch.Tensor, n: int, perm: torch.Tensor
 ) -> dict[str, torch.Tensor]:
@@ -166,17 +160,13 @@ def cross_edge_sides(
     k_edge = cross[:, None, None]  # (H, 1, 1, c_i, c_j) against the (B, H, T_t, T_u, c_i, c_j) pair terms
     k_node = cross[:, None]  # (H, 1, c_i, c_j) against (B, H, T_u, c_i, c_j)
     strength = torch.abs(k_edge)
-    rec = receiver[..., :, None, :, None]  # theta_{t,i}: (B, H, T_t, 1, c_i, 1)
-    succ = torch.cat([sender[..., 1:, :], sender[..., -1:, :]], dim=-2)  # theta_{u+1,j}; the last is never weighted
-    succ_phase = n * (succ[..., None, :, None, :] - rec)
-    phase = n * (sender[..., None, :, None, :] - rec)  # n (theta_{u,j} - theta_{t,i})
     delta = transitions(sender)[..., :, None, :]  # Delta_{u,j}: (B, H, T_u, 1, c_j)
 
     def sakaguchi(alpha: torch.Tensor) -> torch.Tensor:
-        return _pair_weighted_sum(W, strength * torch.sin(phase - alpha.unsqueeze(-4)))
+        return pair_sakaguchi_coupling(receiver, sender, W, alpha, strength, n)
 
     return {
-        "successor": _pair_weighted_sum(W, strength * torch.sin(succ_phase + torch.angle(k_edge))),
+        "successor": pair_successor_coupling(receiver, sender, W, k_edge, n),
         "sakaguchi": sakaguchi(delay_frustration(delta, k_node, n)),
         "shuffled": sakaguchi(delay_frustration(delta[..., perm, :, :], k_node, n)),
         "zero_transitions": sakaguchi(delay_frustration(torch.zeros_like(delta), k_node, n)),

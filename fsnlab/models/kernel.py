@@ -306,6 +306,46 @@ def sakaguchi_coupling(theta: torch.Tensor, weights: torch.Tensor, alpha: torch.
     return _weighted_sum(weights, terms)
 
 
+# -- the same two sides for the network kernel (OQ-9): coupling entry by entry, sender j to receiver i --
+#
+#     G_{t,u,ij} = Im(K_ij e^{i n (theta_{u+1,j} - theta_{t,i})})
+#                = |K_ij| sin(n (theta_{u,j} - theta_{t,i}) - alpha_{u,ij}),   alpha_{u,ij} = -(n Delta_{u,j} + arg K_ij):
+# Kuramoto-Sakaguchi coupling from oscillator j of u itself, frustrated by the transition of coordinate j.
+
+
+def pair_successor_coupling(receiver: torch.Tensor, sender: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, n: int) -> torch.Tensor:
+    """:func:`successor_coupling` over oscillator pairs: ``sum_{u<t} W_{t,u} sum_j Im(K_ij e^{in(theta_{u+1,j} - theta_{t,i})})``.
+
+    ``receiver (..., T, I)`` the phases ``theta_{t,i}``, ``sender (..., T, J)`` the phases ``theta_{u,j}``,
+    ``weights (..., T, T)`` the delay weights, ``k`` complex broadcast against ``(..., T_t, T_u, I, J)``.
+    Returns ``(..., T, I)``.
+    """
+    succ = torch.cat([sender[..., 1:, :], sender[..., -1:, :]], dim=-2)  # theta_{u+1,j}; the last is never weighted
+    phase = n * (succ[..., None, :, None, :] - receiver[..., :, None, :, None])  # (..., T_t, T_u, I, J)
+    return _pair_weighted_sum(weights, torch.abs(k) * torch.sin(phase + torch.angle(k)))
+
+
+def pair_sakaguchi_coupling(
+    receiver: torch.Tensor, sender: torch.Tensor, weights: torch.Tensor, alpha: torch.Tensor, strength: torch.Tensor, n: int
+) -> torch.Tensor:
+    """:func:`sakaguchi_coupling` over oscillator pairs: ``sum_{u<t} W_{t,u} sum_j K_ij sin(n(theta_{u,j} - theta_{t,i}) - alpha_{u,ij})``.
+
+    ``alpha (..., T_u, I, J)`` the frustration of each attended token's pair (for the identity,
+    :func:`delay_frustration` of the sender's transitions and ``K``), ``strength`` = ``|K_ij|`` broadcast
+    against ``(..., T_t, T_u, I, J)``. Shapes otherwise as :func:`pair_successor_coupling`.
+    """
+    phase = n * (sender[..., None, :, None, :] - receiver[..., :, None, :, None])  # n (theta_{u,j} - theta_{t,i})
+    return _pair_weighted_sum(weights, strength * torch.sin(phase - alpha.unsqueeze(-4)))
+
+
+def _pair_weighted_sum(weights: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+    """``sum_u W_{t,u} sum_j terms_{t,u,i,j}`` for ``terms (..., T_t, T_u, I, J)`` and ``weights (..., T_t, T_u)``,
+    ignoring the edges whose weight is exactly 0 (their terms may be NaN: the last position has no transition)."""
+    per_edge = terms.sum(-1)
+    w = weights.unsqueeze(-1)
+    return torch.where(w != 0, w * per_edge, torch.zeros((), dtype=per_edge.dtype)).sum(-2)
+
+
 def _weighted_sum(weights: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
     """``sum_u W_{t,u} terms_{t,u,:}``, ignoring terms where the weight is exactly 0 (they may be NaN)."""
     w = weights.unsqueeze(-1)
