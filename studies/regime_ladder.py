@@ -10,7 +10,9 @@ epoch = one pass over the train split = 1,889 steps; the presets' defaults, 10x 
 offset on):
 
 * 1 and 5 epochs: FSN and transformer, 2 seeds each, at each arm's default LR (1e-2);
-* 15 epochs: FSN, transformer, KA and FSN-MF, 2 seeds each, at 1e-2;
+* 15 epochs: FSN, transformer, KA and FSN-MF, 2 seeds each, at 1e-2; and the network reading of the
+  kernel (``fsn-net``: a cross-coupling matrix at harmonic 1, OQ-9, FFN width re-solved), the screen of
+  issue 16 item 5, with 3 seeds, and so a third FSN seed to pair it with;
 * the LR check at 15 epochs: FSN, transformer and KA, seed 0, at 5e-3, 1e-2 and 2e-2 (the 1e-2
   run is the ladder's own seed 0);
 * 50 epochs: FSN, transformer and KA, 3 seeds each, at each arm's better LR of its check.
@@ -46,7 +48,12 @@ from fsnlab.study.protocol import normalize_data_spec
 from fsnlab.study.regime import KIND, LADDER, LR_CHECK, choose_lr, lr_message, regime_analysis
 from fsnlab.train import TrainConfig
 
-ARMS = ("fsn", "transformer", "ka", "fsn-mf")
+ARMS = ("fsn", "transformer", "ka", "fsn-mf", "fsn-net")
+#: arms that are a preset's family with model overrides, the FFN width re-solved to the rung's budget: the
+#: network reading of the kernel (OQ-9, issue 16 item 5), a full cross-coupling at harmonic 1 (it led the
+#: tiny-long screen: docs/quality.md)
+ARM_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"fsn-net": ("fsn", {"kernel_form": "network1"})}
+SCREEN_ARMS = ("fsn", "fsn-net")  # at the check budget: the network kernel's screen (paired by seed)
 BUDGETS = (1.0, 5.0, 15.0, 50.0)
 CHECK_BUDGET = 15.0
 CHECK_LRS = (5e-3, 1e-2, 2e-2)
@@ -56,10 +63,10 @@ RUNG = "tiny"
 # scale -> protocol of this study (the framework's paper protocol is the 1M enwik8 GPU one)
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "paper": {"batch_size": 32, "context_length": 64, "lr": 1e-2, "eval_bytes": None, "log_interval": 50,
-              "seeds": 2, "long_seeds": 3},
+              "seeds": 2, "long_seeds": 3, "screen_seeds": 3},
     # smoke: a few steps per budget (steps = ceil(2 sqrt(epochs))), 4 sequences, 1,024 val bytes
     "smoke": {"batch_size": 4, "context_length": 64, "lr": 1e-2, "eval_bytes": 1024, "log_interval": 1,
-              "seeds": 2, "long_seeds": 2},
+              "seeds": 2, "long_seeds": 2, "screen_seeds": 2},
 }
 
 
@@ -68,13 +75,26 @@ def smoke_steps(epochs: float) -> int:
 
 
 def arms_at(budget: float, arms: Sequence[str], check_budget: float) -> list[str]:
-    """FSN and transformer at every budget; KA from the check budget on; FSN-MF at the check budget."""
+    """FSN and transformer at every budget; KA from the check budget on; FSN-MF and the network kernel
+    (``fsn-net``, a screen until it holds there) at the check budget."""
     out = []
     for arm in arms:
         if arm in ("fsn", "transformer") or (arm == "ka" and budget >= check_budget) or (
-                arm == "fsn-mf" and math.isclose(budget, check_budget)):
+                arm in ("fsn-mf", "fsn-net") and math.isclose(budget, check_budget)):
             out.append(arm)
     return out
+
+
+def model_overrides(arm: str) -> dict[str, Any]:
+    """The model overrides of an arm: none for a preset's arm; for an :data:`ARM_VARIANTS` arm its switches
+    and the FFN width that keeps it on the rung's budget (:func:`fsnlab.models.match_budget`)."""
+    if arm not in ARM_VARIANTS:
+        return {}
+    from fsnlab.models import RUNG_TARGETS, get_preset, match_budget, replace_config
+
+    family, overrides = ARM_VARIANTS[arm]
+    matched = match_budget(replace_config(get_preset(f"{family}-{RUNG}"), **overrides), RUNG_TARGETS[RUNG])
+    return {**overrides, "ffn_hidden": matched.ffn_hidden}
 
 
 def _floats(text: str | None, default: Sequence[float], what: str) -> list[float]:
@@ -134,8 +154,10 @@ class _Planner:
             length = {"max_steps": steps, "epochs": None, "eval_interval": max(1, steps // 3)}
         else:  # epochs: the trainer converts them to steps (ceil(E x train bytes / 2,048)) and evaluates at each boundary
             length = {"max_steps": None, "epochs": float(budget), "eval_interval": 0}
+        family = ARM_VARIANTS.get(arm, (arm, {}))[0]
         return TrainConfig(
-            preset=f"{arm}-{RUNG}", data=self.data, seed=seed, context_length=p["context_length"],
+            preset=f"{family}-{RUNG}", model_overrides=model_overrides(arm), data=self.data, seed=seed,
+            context_length=p["context_length"],
             batch_size=p["batch_size"], lr=lr, eval_bytes=p["eval_bytes"], log_interval=p["log_interval"], **length,
         ).validate()
 
@@ -151,7 +173,8 @@ class _Planner:
         if arm not in self._params:
             import fsnlab
 
-            model = fsnlab.build_model(f"{arm}-{RUNG}", context_length=self.proto["context_length"])
+            family = ARM_VARIANTS.get(arm, (arm, {}))[0]
+            model = fsnlab.build_model(f"{family}-{RUNG}", context_length=self.proto["context_length"], **model_overrides(arm))
             self._params[arm] = int(fsnlab.parameter_breakdown(model)["total"])
         return self._params[arm]
 
@@ -183,14 +206,19 @@ def build_manifest(ctx: StudyContext) -> Manifest:
         cells.append({"budget": budget, "arm": arm, "seeds": seeds, "lr": lr, "status": status, "tokens": tokens,
                       "parameters": params, "tokens_per_parameter": tokens / params})
 
+    def seeds_at(arm: str, budget: float) -> int:
+        screen = "fsn-net" in plan.arms and arm in SCREEN_ARMS and math.isclose(budget, check_budget)
+        return max(plan.proto["seeds"], plan.proto["screen_seeds"]) if screen else plan.proto["seeds"]
+
     # 1. the budgets up to the check budget, cheapest first; seed-major so each seed's arms finish together
     for budget in short:
         arms = arms_at(budget, plan.arms, check_budget)
-        for seed in range(plan.proto["seeds"]):
+        for seed in range(max(seeds_at(arm, budget) for arm in arms)):
             for arm in arms:
-                add(arm, budget, seed, plan.lrs[arm], LADDER)
+                if seed < seeds_at(arm, budget):
+                    add(arm, budget, seed, plan.lrs[arm], LADDER)
         for arm in arms:
-            cell(arm, budget, plan.proto["seeds"], plan.lrs[arm], "planned")
+            cell(arm, budget, seeds_at(arm, budget), plan.lrs[arm], "planned")
     # 2. the LR check at the check budget (seed 0); the arm's default LR is the ladder's own seed-0 run
     long_arms = [a for a in plan.arms if a in LONG_ARMS] if long else []
     candidates: dict[str, dict[float, str]] = {}

@@ -101,6 +101,7 @@ def test_manifest_before_the_lr_check(ladder):
         (1.0, "fsn", LADDER): 2, (1.0, "transformer", LADDER): 2,
         (5.0, "fsn", LADDER): 2, (5.0, "transformer", LADDER): 2,
         (15.0, "fsn", LADDER): 2, (15.0, "transformer", LADDER): 2, (15.0, "ka", LADDER): 2, (15.0, "fsn-mf", LADDER): 2,
+        (15.0, "fsn-net", LADDER): 2,  # the network kernel's screen (3 seeds, and so the FSN's, at paper scale)
         (15.0, "fsn", LR_CHECK): 2, (15.0, "transformer", LR_CHECK): 2, (15.0, "ka", LR_CHECK): 2,
     }  # no 50-budget run yet: they wait for the check
     budgets = [r.tags["budget"] for r in m]
@@ -109,7 +110,8 @@ def test_manifest_before_the_lr_check(ladder):
     assert roles.index(LR_CHECK) > max(i for i, r in enumerate(m) if r.tags["budget"] == 15 and r.tags["role"] == LADDER)
     assert m.settings["long_lr_waiting"] == ["fsn", "transformer", "ka"]
     assert {c["status"] for c in m.settings["plan"] if c["budget"] == 50} == {"waiting"}
-    check = {(r.tags["arm"], r.config.lr) for r in m if r.tags["budget"] == 15 and r.tags["seed"] == 0 and r.tags["arm"] != "fsn-mf"}
+    check = {(r.tags["arm"], r.config.lr) for r in m if r.tags["budget"] == 15 and r.tags["seed"] == 0
+             and r.tags["arm"] not in ("fsn-mf", "fsn-net")}
     assert check == {(a, lr) for a in ("fsn", "transformer", "ka") for lr in (5e-3, 1e-2, 2e-2)}
     assert [r.config.max_steps for r in m if r.tags["arm"] == "fsn" and r.tags["seed"] == 0 and r.config.lr == 1e-2] == [2, 5, 8]
 
@@ -119,7 +121,11 @@ def test_paper_scale_manifest(tmp_path, capsys):
     result = load_script().run(["--scale", "paper", "--out", str(tmp_path / "s"), "--runs", str(tmp_path / "runs"), "--dry-run"])
     assert result.exit_code == 0
     m = result.manifest
-    assert len(m) == 22  # 4 + 4 + 8 ladder runs and 6 LR-check runs; the 9 runs of 50 epochs wait
+    assert len(m) == 26  # 4 + 4 + 12 ladder runs (FSN and its network kernel: 3 seeds) and 6 LR-check runs; 50 epochs wait
+    net = [r for r in m if r.tags["arm"] == "fsn-net"]
+    assert [r.tags["seed"] for r in net] == [0, 1, 2] and {r.tags["budget"] for r in net} == {15.0}
+    assert all(r.config.preset == "fsn-tiny" and r.config.model_overrides == {"kernel_form": "network1", "ffn_hidden": 51}
+               for r in net)  # harmonic-1 cross-coupling, the FFN width re-solved to the tiny budget
     for r in m:
         c = r.config
         assert (c.batch_size, c.context_length, c.max_steps, c.eval_bytes, c.eval_interval, c.data) == (32, 64, None, None, 0, "embedded")
@@ -128,6 +134,7 @@ def test_paper_scale_manifest(tmp_path, capsys):
     plan = {(c["budget"], c["arm"]): c for c in m.settings["plan"]}
     assert plan[(50.0, "fsn")]["seeds"] == 3 and plan[(50.0, "fsn")]["status"] == "waiting"
     assert plan[(15.0, "fsn-mf")]["seeds"] == 2 and (50.0, "fsn-mf") not in plan
+    assert plan[(15.0, "fsn-net")]["seeds"] == 3 and abs(plan[(15.0, "fsn-net")]["parameters"] - 45_500) < 455
     tpp = {b: plan[(b, "fsn")]["tokens_per_parameter"] for b in (1.0, 5.0, 15.0, 50.0)}
     assert 84 < tpp[1.0] < 86 and 4200 < tpp[50.0] < 4300  # one epoch = 1,889 steps of 2,048 tokens
     assert plan[(50.0, "fsn")]["tokens"] == math.ceil(50 * 3_868_415 / 2048) * 2048
@@ -166,16 +173,16 @@ def test_a_run_locked_by_another_process_is_skipped(ladder):
     long = [x for x in r.manifest if x.tags["budget"] == 50]
     assert sorted({x.tags["arm"] for x in long}) == ["fsn", "ka"]  # their checks finished: trained in the second pass
     assert all(actions[x.name] == "trained" for x in long)
-    assert sum(a == "trained" for a in actions.values()) == 17 + 4  # 18 - the locked one, then 2 x 2 long runs
+    assert sum(a == "trained" for a in actions.values()) == 19 + 4  # 20 - the locked one, then 2 x 2 long runs
 
 
 def test_the_full_ladder(ladder):
     r = ladder["full"]
     assert r.exit_code == 0
     m = r.manifest
-    assert len(m) == 28 and not m.settings["long_lr_waiting"]
+    assert len(m) == 30 and not m.settings["long_lr_waiting"]
     # the 4 runs of budget 1 were trained before (and, with locks, all but the held run and the transformer's long runs)
-    assert sum(o.action == "trained" for o in r.outcomes) == (3 if LOCKS else 24)
+    assert sum(o.action == "trained" for o in r.outcomes) == (3 if LOCKS else 26)
     ds = open_study(r.dataset_path)
     assert (ds["status"].values == "done").all()
     # the long runs use each arm's best LR of its check (seed 0 at budget 15)
@@ -206,7 +213,7 @@ def test_the_full_ladder(ladder):
 
 def test_rerun_trains_nothing(ladder):
     r = ladder["rerun"]
-    assert r.exit_code == 0 and [o.action for o in r.outcomes] == ["skipped"] * 28
+    assert r.exit_code == 0 and [o.action for o in r.outcomes] == ["skipped"] * 30
 
 
 def test_fsnlab_report_rebuilds_it(ladder):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-ARM_ORDER = ("transformer", "fsn", "fsn-mf", "ka")
-ARM_LABELS = {"transformer": "Transformer", "fsn": "FSN", "fsn-mf": "FSN-MF", "ka": "KA (base)"}
+ARM_ORDER = ("transformer", "fsn", "fsn-net", "fsn-mf", "ka")
+ARM_LABELS = {"transformer": "Transformer", "fsn": "FSN", "fsn-net": "FSN (network kernel)", "fsn-mf": "FSN-MF",
+              "ka": "KA (base)"}
 KERNEL_ORDER = ("base", "+harmonics", "+sakaguchi", "+delay", "full")
 RUNG_ORDER = ("tiny", "small", "1m", "2m", "4m", "8m")
 

@@ -39,7 +39,8 @@ from fsnlab.study.stats import describe, paired
 
 KIND = "regime_ladder"
 REFERENCE = "transformer"
-COMPARED = ("fsn", "ka", "fsn-mf")  # each minus the transformer
+COMPARED = ("fsn", "fsn-net", "ka", "fsn-mf")  # each minus the transformer
+VARIANT_PAIRS = (("fsn-net", "fsn"),)  # a variant of the layer minus the layer, paired by seed
 LADDER = "ladder"  # role of the runs that make the ladder's cells
 LR_CHECK = "lr_check"  # role of the extra runs of the LR check (the check's default-LR run is a ladder run)
 
@@ -371,18 +372,20 @@ def markdown_summary(ds: xr.Dataset) -> str:
              + ".", ""]
     rows = []
     sentences = []
-    for arm in COMPARED:
-        gr = gap_rows(ds, arm)
+    pairs = [(arm, REFERENCE) for arm in COMPARED] + list(VARIANT_PAIRS)
+    for arm, reference in pairs:
+        gr = gap_rows(ds, arm, reference)
+        name = f"{label(arm)} − {label(reference)}"
         if gr:
-            sentences.append(_sign_sentence(f"{label(arm)} − Transformer", gr))
+            sentences.append(_sign_sentence(name, gr))
         for r in gr:
             s = r["stats"]
-            rows.append([f"{label(arm)} − Transformer", _budget_label(r["budget"]), _fmt_tpp(r["tokens_per_parameter"], r["measured"]),
+            rows.append([name, _budget_label(r["budget"]), _fmt_tpp(r["tokens_per_parameter"], r["measured"]),
                          f"{r['lr']:g} / {r['reference_lr']:g}" if r["lr"] and r["reference_lr"] else "waits for the LR check",
                          s["n"], fmt(s["mean_diff"], 3), fmt_ci(s["ci_low"], s["ci_high"], 3), fmt_p(s["t_p"]),
                          f"{r['state']} / {r['reference_state']}"])
-    lines.append(_md_table(["comparison", "budget", "tokens / param", "peak LR (arm / transformer)", "pairs", "mean Δ bpc",
-                            "95% CI", "paired t p", "runs (arm / transformer)"], rows))
+    lines.append(_md_table(["comparison", "budget", "tokens / param", "peak LR (arm / reference)", "pairs", "mean Δ bpc",
+                            "95% CI", "paired t p", "runs (arm / reference)"], rows))
     lines.append("")
     lines += [f"- {s}" for s in sentences]
     cells = plan_cells(ds)
