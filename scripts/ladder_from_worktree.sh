@@ -6,7 +6,7 @@
 #   kill -TERM $(cat runs/regime_ladder.pid)        stop; every running run checkpoints
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-commit="${1:-HEAD}"
+commit="$(git -C "$root" rev-parse "${1:-HEAD}")"  # resolved in this checkout, not in the worktree
 tree="${LADDER_WORKTREE:-$root/../ladder}"
 cd "$root"
 if [ -d "$tree" ]; then git -C "$tree" checkout --quiet --detach "$commit"; else git worktree add --detach "$tree" "$commit"; fi
