@@ -233,6 +233,15 @@ def test_a_second_writer_is_refused_and_sigterm_checkpoints_with_143(straight, t
 # -- SIGINT in process: once stops after the step (130), twice stops at once ----------------------------
 
 
+@pytest.fixture
+def terminal_sigint():
+    """Python's own Ctrl-C handler, as under a terminal: a shell starts background jobs with SIGINT
+    ignored, and the trainer (like any program) leaves an ignored SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def signal_during_step_3(monkeypatch, *signals: int) -> None:
     real = Trainer._forward_loss
 
@@ -245,7 +254,7 @@ def signal_during_step_3(monkeypatch, *signals: int) -> None:
     monkeypatch.setattr(Trainer, "_forward_loss", signalled)
 
 
-def test_ctrl_c_stops_after_the_step_with_130(tmp_path, monkeypatch, capfd):
+def test_ctrl_c_stops_after_the_step_with_130(tmp_path, monkeypatch, capfd, terminal_sigint):
     signal_during_step_3(monkeypatch, signal.SIGINT)
     assert main(["train", *CLI, "--out", str(tmp_path / "run")]) == 130
     err = capfd.readouterr().err
@@ -254,7 +263,7 @@ def test_ctrl_c_stops_after_the_step_with_130(tmp_path, monkeypatch, capfd):
     assert load_checkpoint(tmp_path / "run")["step"] == 3 and not (tmp_path / "run" / LOCK_NAME).exists()
 
 
-def test_a_second_ctrl_c_stops_at_once_keeping_the_last_checkpoint(tmp_path, monkeypatch, capfd):
+def test_a_second_ctrl_c_stops_at_once_keeping_the_last_checkpoint(tmp_path, monkeypatch, capfd, terminal_sigint):
     signal_during_step_3(monkeypatch, signal.SIGINT, signal.SIGINT)
     assert main(["train", *CLI, "--out", str(tmp_path / "run")]) == 130
     assert load_checkpoint(tmp_path / "run")["step"] == 2  # step 3 never finished
