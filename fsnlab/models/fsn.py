@@ -277,11 +277,12 @@ class KuramotoCoupling:
         ``j``): ``diag(c), diag(d)`` for the diagonal form, plus the cross-coupling ``W`` of the network forms
         (OQ-9). Detached: for the probe and the readers."""
         c, d = self.head_coefficients()  # (H, 1, D_h, N)
-        c, d = c[:, 0], (d[:, 0] if d is not None else None)
+        diag = lambda x: torch.diag_embed(x[:, 0].detach().transpose(-1, -2).to(torch.complex64))  # noqa: E731
+        K0, K1 = diag(c), (diag(d) if d is not None else None)
         if self.network is not None:
-            return self.network.coupling_matrices(c, d)
-        diag = lambda x: torch.diag_embed(x.detach().transpose(-1, -2).to(torch.complex64))  # noqa: E731
-        return diag(c), (diag(d) if d is not None else None)
+            K0 = self.network.with_cross(K0, 0)
+            K1 = self.network.with_cross(K1, 1) if K1 is not None else None
+        return K0, K1
 
     def kuramoto_force(self, theta: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """The force ``F (B, T, D)`` of §3.4 on the phases ``theta (B, T, D)`` under the scores ``q, k``.

@@ -127,18 +127,12 @@ class NetworkCoupling(nn.Module):
             cross = torch.cat([cross, torch.zeros_like(pull[..., self.n_cover:])], -1)
         return pull + cross
 
-    def coupling_matrices(self, c: torch.Tensor, d: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The whole kernel ``K^(delta) = diag(c) + W^(delta)`` as complex ``(H, N, D_h, D_h)`` matrices (detached,
-        for the probe and the readers), from the per-coordinate diagonal ``c, d`` complex ``(H, D_h, N)``."""
-        out = []
-        for delay, diag in ((0, c), (1, d)):
-            if diag is None:
-                out.append(None)
-                continue
-            K = torch.diag_embed(diag.detach().transpose(-1, -2).to(torch.complex64))  # (H, N, D_h, D_h)
-            if delay in self.delays:
-                re, im = self.cross_matrix(delay)
-                K = K.clone()
-                K[:, : self.n_cover] += torch.complex(re.detach().float(), im.detach().float())
-            out.append(K)
-        return out[0], out[1]
+    def with_cross(self, K: torch.Tensor, delay: int) -> torch.Tensor:
+        """``K + W^(delay)`` on the harmonics the form covers, for the diagonal kernel ``K`` as complex
+        ``(H, N, D_h, D_h)`` matrices (detached, for the probe and the readers)."""
+        if delay not in self.delays:
+            return K
+        re, im = self.cross_matrix(delay)
+        K = K.clone()
+        K[:, : self.n_cover] += torch.complex(re.detach().float(), im.detach().float())
+        return K
