@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fsnlab.models import attention
+from fsnlab.models import attention, fused_force
 from fsnlab.models.attention import delay_attention
 from fsnlab.models.fused_force import fused_delay_force
 from fsnlab.models.kernel import harmonic_phasors, tangent_force
@@ -36,12 +36,16 @@ def inputs(seed, dtype, sender=False, B=2, H=2, T=11, Dh=3, N=2):
             cplx(H, 1, Dh, N), cplx(H, 1, Dh, N), N)
 
 
+@pytest.mark.parametrize("chunk_bytes", [8 << 20, 1], ids=["one-chunk", "row-chunks"])
 @pytest.mark.parametrize("sender", [False, True], ids=["sender=theta", "sender=psi"])
 @pytest.mark.parametrize("block", [256, 4])
 @pytest.mark.parametrize("mask", MASKS)
-def test_fused_matches_unfused_values_and_gradients(mask, block, sender, monkeypatch):
+def test_fused_matches_unfused_values_and_gradients(mask, block, sender, chunk_bytes, monkeypatch):
+    """Also with the (batch x head) rows split into chunks of one (``CHUNK_BYTES``, the CPU path), where
+    the kernel's gradient is summed over chunks and batch."""
     monkeypatch.setattr(attention, "QUERY_BLOCK", block)
-    args = inputs(0, torch.float64, sender)
+    monkeypatch.setattr(fused_force, "CHUNK_BYTES", chunk_bytes)
+    args = inputs(0, torch.float64, sender, B=3)
     a = fused_delay_force(*args, mask)
     b = unfused(*args, mask)
     torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
@@ -56,8 +60,18 @@ def test_fused_matches_unfused_values_and_gradients(mask, block, sender, monkeyp
 @pytest.mark.parametrize("mask", MASKS)
 def test_gradcheck(mask, monkeypatch):
     monkeypatch.setattr(attention, "QUERY_BLOCK", 3)
+    monkeypatch.setattr(fused_force, "CHUNK_BYTES", 1)
     theta, _, q, k, c, d, N = inputs(2, torch.float64, T=5, Dh=2)
     assert torch.autograd.gradcheck(lambda *x: fused_delay_force(*x[:1], None, *x[1:], N, mask), (theta, q, k, c, d))
+
+
+def test_row_chunks_bound_the_bytes_of_a_chunk_on_cpu():
+    chunks = fused_force._row_chunks(64, 512, 384, 4, torch.device("cpu"))
+    rows = [c.stop - c.start for c in chunks]
+    assert sum(rows) == 64 and max(rows) * 512 * 384 * 4 <= fused_force.CHUNK_BYTES
+    assert [c.start for c in chunks] == [sum(rows[:i]) for i in range(len(rows))]
+    assert fused_force._row_chunks(64, 512, 384, 4, torch.device("meta")) == [slice(0, 64)]
+    assert len(fused_force._row_chunks(4, 1 << 16, 384, 4, torch.device("cpu"))) == 4  # at least one row each
 
 
 @pytest.mark.parametrize("mask", MASKS)
