@@ -160,6 +160,7 @@ class Setup:
         self.x, self.y = data[:, :-1], data[:, 1:]
         self.times: list[float] = []
         self.memory: list[float] = []
+        self.faults: list[int] = []
         self.loss = float("nan")
         self.error: str | None = None
 
@@ -172,16 +173,26 @@ class Setup:
         self.optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
-    def timed_step(self, memory: Any = None) -> None:
-        """One step, timed; ``memory(out)`` (a context manager) records its peak growth, outside the timing."""
-        with memory(self.memory) if memory else contextlib.nullcontext():
-            _sync(self.device)
-            t = time.perf_counter()
-            loss = self.step()
-            _sync(self.device)
-            elapsed = time.perf_counter() - t
+    def timed_step(self) -> None:
+        """One step, timed, with the minor page faults it took (``getrusage``; the process's, so the
+        step's own when families run one after another)."""
+        _sync(self.device)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t = time.perf_counter()
+        loss = self.step()
+        _sync(self.device)
+        elapsed = time.perf_counter() - t
+        self.faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
         self.times.append(elapsed)
         self.loss = float(loss)
+
+    def memory_step(self, memory: Any) -> None:
+        """One untimed step whose peak memory growth ``memory(out)`` (a context manager) records. Kept
+        apart from the timed steps: the CPU meter trims the heap first, and the step after a trim pays
+        page faults a training loop never pays."""
+        with memory(self.memory):
+            self.step()
+            _sync(self.device)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -212,12 +223,14 @@ def measure_group(
             if meter is None:
                 memory = "none"
 
-    def run(setup: Setup, timed: bool) -> None:
+    def run(setup: Setup, mode: str) -> None:
         if setup.error:
             return
         try:
-            if timed:
-                setup.timed_step(meter)
+            if mode == "timed":
+                setup.timed_step()
+            elif mode == "memory":
+                setup.memory_step(meter)
             else:
                 setup.step()
                 _sync(device)
@@ -230,10 +243,12 @@ def measure_group(
     order = list(setups.values())
     for _ in range(warmup):
         for setup in order:
-            run(setup, timed=False)
+            run(setup, "warmup")
     for i in range(steps if order else 0):
         for setup in order[i % len(order):] + order[: i % len(order)]:  # rotate who goes first
-            run(setup, timed=True)
+            run(setup, "timed")
+    for setup in order if meter is not None else []:  # peak memory: one more step each, untimed
+        run(setup, "memory")
 
     for preset, setup in setups.items():
         if setup.error or not setup.times:
@@ -248,6 +263,7 @@ def measure_group(
             "sec_per_step": sec,
             "step_seconds": [round(t, 6) for t in setup.times],
             "tokens_per_s": batch * T / sec,
+            "minor_faults_per_step": int(statistics.median(setup.faults)),
             "loss": setup.loss,
         }
         if setup.memory:
@@ -366,6 +382,7 @@ def fmt_row(r: dict[str, Any]) -> str:
         f"  {r['flops_per_token'] / 1e6:6.1f} MFLOP/tok  {r['achieved_gflops']:8.2f} GFLOP/s"
         f"  eff {'' if eff is None else f'{eff:5.2f}x':>6} (parity {'' if parity is None else f'{parity:5.3f}x':>6})"
         f"  peak {'n/a' if mem is None else f'{mem:,.0f} MB':>9}"
+        + (f"  {r['minor_faults_per_step']:>9,} faults/step" if "minor_faults_per_step" in r else "")
     )
 
 

@@ -60,6 +60,8 @@ def test_throughput_smoke_and_markdown(tmp_path, capsys):
         assert r["flops_per_token"] == flops(f"{family}-tiny", 32).training
         assert r["achieved_gflops"] == pytest.approx(r["tokens_per_s"] * r["flops_per_token"] / 1e9)
         assert r["efficiency_to_transformer"] == pytest.approx(r["ratio_to_transformer"] / r["parity_ratio"])
+        assert isinstance(r["minor_faults_per_step"], int) and r["minor_faults_per_step"] >= 0
+        assert len(r["step_seconds"]) == r["steps"]  # the untimed memory step is not among them
         if sys.platform == "linux":
             assert r["peak_mem_mb"] >= 0 and "VmHWM" in r["memory_method"]
     assert by["transformer"]["ratio_to_transformer"] == 1.0
