@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fsnlab.models import attention, fused_force
-from fsnlab.models.attention import causal_attention, delay_attention
+from fsnlab.models.attention import delay_attention
 from fsnlab.models.fused_force import fused_delay_force
 from fsnlab.models.kernel import harmonic_phasors, tangent_force
 
@@ -55,34 +55,6 @@ def test_fused_matches_unfused_values_and_gradients(mask, block, sender, chunk_b
     gb = torch.autograd.grad((b * w).sum(), leaves)
     for x, y in zip(ga, gb):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-10)
-
-
-def unfused_no_delay(theta, sender, q, k, c, N):
-    receiver = harmonic_phasors(theta, N)
-    e = (receiver if sender is None else harmonic_phasors(sender, N)).flatten(3)
-    z0 = causal_attention(q, k, e)
-    return tangent_force(theta, receiver, c * torch.view_as_complex(z0.unflatten(-1, (-1, N, 2))))
-
-
-@pytest.mark.parametrize("chunk_bytes", [8 << 20, 1], ids=["one-chunk", "row-chunks"])
-@pytest.mark.parametrize("sender", [False, True], ids=["sender=theta", "sender=psi"])
-@pytest.mark.parametrize("N", [1, 3])
-def test_without_delay_matches_causal_attention(N, sender, chunk_bytes, monkeypatch):
-    """``d=None`` (the base layer): the force of ``Z0`` alone, values and gradients, and no kernel gradient
-    for the missing delay term."""
-    monkeypatch.setattr(attention, "QUERY_BLOCK", 4)
-    monkeypatch.setattr(fused_force, "CHUNK_BYTES", chunk_bytes)
-    theta, psi, q, k, c, _, N = inputs(5, torch.float64, sender, B=3, N=N)
-    a = fused_delay_force(theta, psi, q, k, c, None, N, "not read")
-    b = unfused_no_delay(theta, psi, q, k, c, N)
-    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
-    leaves = [x for x in (theta, psi, q, k, c) if x is not None]
-    w = torch.randn(a.shape, generator=torch.Generator().manual_seed(1), dtype=a.dtype)
-    for x, y in zip(torch.autograd.grad((a * w).sum(), leaves), torch.autograd.grad((b * w).sum(), leaves)):
-        torch.testing.assert_close(x, y, rtol=0, atol=1e-10)
-    monkeypatch.setattr(attention, "QUERY_BLOCK", 3)
-    theta, _, q, k, c, _, N = inputs(6, torch.float64, T=5, Dh=2, N=N)
-    assert torch.autograd.gradcheck(lambda *x: fused_delay_force(x[0], None, *x[1:], None, N, ""), (theta, q, k, c))
 
 
 @pytest.mark.parametrize("mask", MASKS)

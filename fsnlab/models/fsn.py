@@ -290,8 +290,8 @@ class KuramotoCoupling:
         Everything runs in head layout ``(B, H, T, D_h, ...)``, so the attention's values are contiguous
         as built. The values are the raw harmonics ``e^{i n theta_u}``; the kernel's coefficients are
         applied to the order parameters afterwards (linearity, §3.4); a network kernel (OQ-9) adds its
-        cross-coupling ``sum_j W_ij Z_j`` to the pull. With a diagonal kernel (with or without a delay
-        term) on the torch backend the whole force is one autograd function that keeps neither the values nor ``Z0, Z1``
+        cross-coupling ``sum_j W_ij Z_j`` to the pull. With a diagonal delay kernel on the torch
+        backend the whole force is one autograd function that keeps neither the values nor ``Z0, Z1``
         (:mod:`fsnlab.models.fused_force`); a probe's order parameters then come from a second, separate
         pass, so listening never changes the output.
         """
@@ -302,11 +302,11 @@ class KuramotoCoupling:
         sender = None if broadcast is theta else head_major(broadcast, H)
         c, d = self.head_coefficients()
         hooked = self.hook_Z0.active or self.hook_Z1.active or self.hook_attn.active
-        if self.network is None and attention_backend(theta.device) == "torch":
+        if d is not None and self.network is None and attention_backend(theta.device) == "torch":
             force = fused_delay_force(theta_h, sender, q, k, c, d, N, cfg.delay_mask)
             if hooked:
                 sent = harmonic_phasors(theta_h if sender is None else sender, N)
-                self._emit_order_parameters(q, k, *self._order_parameters(q, k, sent, d is not None))
+                self._emit_order_parameters(q, k, *self._order_parameters(q, k, sent, True))
             return merge_heads(force, cfg.d_phase).squeeze(-1)
         receiver = harmonic_phasors(theta_h, N)  # e^{i n theta_t}: (B, H, T, D_h, N, 2)
         sent = receiver if sender is None else harmonic_phasors(sender, N)

@@ -1,6 +1,6 @@
 """The FSN coupling force in one autograd function: scores, both order parameters, kernel and projection.
 
-Spec §3.4-§3.5, for the layer's training path (with or without the delay term ``d``)::
+Spec §3.4-§3.5, for the layer's training path with a delay term::
 
     Z0_{t,n} = sum_{u <= t}   A_{t,u} e^{i n theta_u},   Z1_{t,n} = sum_{u <= t-1} A_{t,u} e^{i n theta_{u+1}},
     F_t      = sum_n Im( e^{-i n theta_t} [ c_n Z0_{t,n} + d_n Z1_{t,n} ] ).
@@ -79,7 +79,7 @@ def _forward_rows(theta_r, theta_s, q, k, c3, d3, N: int, mode: str, block: int,
     qc, kc = (x.to(cdt).contiguous() for x in (q, k))
     n_order = harmonic_orders(N, q.device).to(sdt)
     z0 = torch.empty(BH, block, W, dtype=sdt, device=q.device)  # per-block buffers
-    z1 = torch.empty_like(z0) if d3 is not None else None
+    z1 = torch.empty_like(z0)
     for t0 in range(0, T, block):
         t1 = min(T, t0 + block)
         bq = t1 - t0
@@ -88,21 +88,17 @@ def _forward_rows(theta_r, theta_s, q, k, c3, d3, N: int, mode: str, block: int,
         lse0[:, t0:t1] = lse
         P = torch.exp(S - lse[..., None])
         _matmul_into(z0[:, :bq], P.to(cdt), ev[:, :t1])
-        pull = c3 * _complex(z0[:, :bq], Dh, N)  # c Z0
-        terms = [(force0, pull)]
-        if d3 is not None:
-            P, diag = _successor_weights(S, P, t0, mode, lse1, slice(t0, t1))
-            _matmul_into(z1[:, :bq], P[..., : t1 - 1].to(cdt), ev[:, 1:t1])
-            if mode == "shared_self":  # the diagonal's successor is the token itself
-                z1[:, :bq] += diag[..., None] * ev[:, t0:t1].to(sdt)
-            p1 = d3 * _complex(z1[:, :bq], Dh, N)  # d Z1
-            terms.append((force1, p1))
-            pull = pull + p1
+        P, diag = _successor_weights(S, P, t0, mode, lse1, slice(t0, t1))
+        _matmul_into(z1[:, :bq], P[..., : t1 - 1].to(cdt), ev[:, 1:t1])
+        if mode == "shared_self":  # the diagonal's successor is the token itself
+            z1[:, :bq] += diag[..., None] * ev[:, t0:t1].to(sdt)
+        p0 = c3 * _complex(z0[:, :bq], Dh, N)  # c Z0
+        p1 = d3 * _complex(z1[:, :bq], Dh, N)  # d Z1
         cos, sin = R[:, t0:t1].to(sdt).unbind(-1)
-        for force, term in terms:
-            pr, pi = torch.view_as_real(term).unbind(-1)
+        for force, pull in ((force0, p0), (force1, p1)):
+            pr, pi = torch.view_as_real(pull).unbind(-1)
             force[:, t0:t1] = (cos * pi - sin * pr).sum(-1)
-        pr, pi = torch.view_as_real(pull).unbind(-1)
+        pr, pi = torch.view_as_real(p0 + p1).unbind(-1)
         radial[:, t0:t1] = ((cos * pr + sin * pi) * n_order).sum(-1)
 
 
@@ -119,21 +115,16 @@ def _backward_rows(g, theta_r, theta_s, q, k, c3, d3, saved, N: int, mode: str, 
     ev = e.to(cdt).reshape(BH, T, -1)
     W = ev.shape[-1]
     qc, kc = (x.to(cdt).contiguous() for x in (q, k))
-    delay = d3 is not None
-    if not delay:
-        delta0 = (g * force0).sum(-1)
-    elif mode == "separate_strict":  # one Delta per softmax: the force of its own term
+    if mode == "separate_strict":  # one Delta per softmax: the force of its own term
         delta0, delta1 = (g * force0).sum(-1), (g * force1).sum(-1)
     else:
         delta0 = (g * (force0 + force1)).sum(-1)
     # dL/dpull = i g e^{i n theta_t} (complex gradient convention dRe + i dIm), real-interleaved
     gn = g[..., None]
     gP = torch.stack((-gn * R[..., 1], gn * R[..., 0]), -1).reshape(BH, T, W)
-    c_conj = c3.conj()
-    d_conj = d3.conj() if delay else None
+    c_conj, d_conj = c3.conj(), d3.conj()
     y0 = torch.empty(BH, T, W, dtype=sdt, device=q.device)  # sum_t A_{t,u} gP_t
-    # sum_t W1_{t,u} gP_t, W1 the weights on e_u via d
-    y1 = torch.zeros(BH, T, W, dtype=sdt, device=q.device) if delay else None
+    y1 = torch.zeros(BH, T, W, dtype=sdt, device=q.device)  # sum_t W1_{t,u} gP_t, W1 the weights on e_u via d
     for t0 in reversed(range(0, T, block)):
         t1 = min(T, t0 + block)
         first = t1 == T
@@ -145,14 +136,11 @@ def _backward_rows(g, theta_r, theta_s, q, k, c3, d3, saved, N: int, mode: str, 
         gP_b = gP_sdt.to(cdt)
         # dL/dZ0 = conj(c) gP and dL/dZ1 = conj(d) gP, for this block's rows only (bounded memory)
         gz0 = _real(c_conj * _complex(gP_sdt, Dh, N)).to(cdt)
+        gz1 = _real(d_conj * _complex(gP_sdt, Dh, N)).to(cdt)
         _matmul_into(y0[:, :t1], P.transpose(-1, -2).to(cdt), gP_b, accumulate=not first)
         dP = torch.bmm(gz0, ev[:, :t1].transpose(-1, -2)).to(sdt)
-        if delay:
-            gz1 = _real(d_conj * _complex(gP_sdt, Dh, N)).to(cdt)
-            G = torch.bmm(gz1, ev[:, 1:t1].transpose(-1, -2)).to(sdt)  # dZ1_t . e_{u+1}
-        if not delay:
-            dS = P * (dP - delta0[:, t0:t1, None])
-        elif mode == "separate_strict":
+        G = torch.bmm(gz1, ev[:, 1:t1].transpose(-1, -2)).to(sdt)  # dZ1_t . e_{u+1}
+        if mode == "separate_strict":
             dS = P * (dP - delta0[:, t0:t1, None])
             _, S1 = _strict_softmax_lse(S, t0)
             W1 = torch.exp(S1 - lse1[:, t0:t1, None])[..., :n]
@@ -167,19 +155,19 @@ def _backward_rows(g, theta_r, theta_s, q, k, c3, d3, saved, N: int, mode: str, 
             dS = P * (dP - delta0[:, t0:t1, None])
             _diagonal(P, t0).zero_()
             W1 = P[..., :n]
-        if delay and n > 0:  # weight on e_{u+1}
+        if n > 0:  # weight on e_{u+1}
             _matmul_into(y1[:, 1:t1], W1.transpose(-1, -2).to(cdt), gP_b, accumulate=True)
         dSc = dS.to(cdt)
         _matmul_into(dq[:, t0:t1], dSc, kc[:, :t1])
         _matmul_into(dk[:, :t1], dSc.transpose(-1, -2), q_blk, accumulate=not first)
-    del gP, S, P, dS, dSc, dP
+    del gP, S, P, dS, dSc, dP, G
     # X = conj(e_u) y_u per channel, in real arithmetic (complex products of conj views copy):
     # dL/dc = sum_u X0_u, dL/dd = sum_u X1_u, and with dL/de = conj(c) y0 + conj(d) y1,
     # dL/dtheta_s = sum_n n Im(conj(e) dL/de) = sum_n n Im(conj(c) X0 + conj(d) X1).
     er, ei = e.unbind(-1)  # (bh, T, D_h, N)
     n_order = harmonic_orders(N, q.device).to(sdt)
     d_send = None
-    for y, coef, grad_coef in ((y0, c3, dc), (y1, d3, dd))[: 2 if delay else 1]:
+    for y, coef, grad_coef in ((y0, c3, dc), (y1, d3, dd)):
         yr, yi = y.view(BH, T, Dh, N, 2).unbind(-1)
         xr = torch.addcmul(er * yr, ei, yi)
         xi = torch.addcmul(er * yi, ei, yr, value=-1)
@@ -199,21 +187,18 @@ class _FusedForce(torch.autograd.Function):
         sdt = _softmax_dtype(q)
         flat = lambda x: None if x is None else x.reshape(BH, T, -1)  # noqa: E731
         tr, ts, qf, kf = flat(theta_r), flat(theta_s), flat(q), flat(k)
-        c3, d3 = (None if x is None else x.expand(B, H, 1, Dh, N).reshape(BH, 1, Dh, N) for x in (c, d))
+        c3, d3 = (x.expand(B, H, 1, Dh, N).reshape(BH, 1, Dh, N) for x in (c, d))
         new = lambda *shape: torch.empty(*shape, dtype=sdt, device=q.device)  # noqa: E731
-        force0, radial = new(BH, T, Dh), new(BH, T, Dh)
-        force1 = new(BH, T, Dh) if d is not None else None
+        force0, force1, radial = new(BH, T, Dh), new(BH, T, Dh), new(BH, T, Dh)
         lse0 = new(BH, T)
-        lse1 = new(BH, T) if d is not None and mode == "separate_strict" else None
-        rows = lambda x, r: None if x is None else x[r]  # noqa: E731
+        lse1 = new(BH, T) if mode == "separate_strict" else None
         W = 2 * Dh * N
         for r in _row_chunks(BH, T, W, torch.finfo(sdt).bits // 8, q.device):
-            _forward_rows(tr[r], rows(ts, r), qf[r], kf[r], c3[r], rows(d3, r), N, mode, block,
-                          (force0[r], rows(force1, r), radial[r], lse0[r], rows(lse1, r)))
+            _forward_rows(tr[r], None if ts is None else ts[r], qf[r], kf[r], c3[r], d3[r], N, mode, block,
+                          (force0[r], force1[r], radial[r], lse0[r], None if lse1 is None else lse1[r]))
         ctx.mode, ctx.block, ctx.n_harm = mode, block, N
         ctx.save_for_backward(theta_r, theta_s, q, k, c, d, lse0, lse1, force0, force1, radial)
-        force = force0 if force1 is None else force0 + force1
-        return force.view(B, H, T, Dh).to(theta_r.dtype)
+        return (force0 + force1).view(B, H, T, Dh).to(theta_r.dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -225,23 +210,20 @@ class _FusedForce(torch.autograd.Function):
         g = grad.to(sdt).reshape(BH, T, Dh)
         flat = lambda x: None if x is None else x.reshape(BH, T, -1)  # noqa: E731
         tr, ts, qf, kf = flat(theta_r), flat(theta_s), flat(q), flat(k)
-        c3, d3 = (None if x is None else x.expand(B, H, 1, Dh, N).reshape(BH, 1, Dh, N) for x in (c, d))
+        c3, d3 = (x.expand(B, H, 1, Dh, N).reshape(BH, 1, Dh, N) for x in (c, d))
         new = lambda *shape, dtype=sdt: torch.empty(*shape, dtype=dtype, device=q.device)  # noqa: E731
         d_theta_r, d_theta_s = new(BH, T, Dh), new(BH, T, Dh)
         dq, dk = new(BH, T, qf.shape[-1]), new(BH, T, kf.shape[-1])
         cplx = torch.complex128 if sdt == torch.float64 else torch.complex64
-        dc_rows = new(BH, Dh, N, dtype=cplx)
-        dd_rows = new(BH, Dh, N, dtype=cplx) if d is not None else None
-        rows = lambda x, r: None if x is None else x[r]  # noqa: E731
+        dc_rows, dd_rows = new(BH, Dh, N, dtype=cplx), new(BH, Dh, N, dtype=cplx)
         W = 2 * Dh * N
         for r in _row_chunks(BH, T, W, torch.finfo(sdt).bits // 8, q.device):
-            saved = (lse0[r], rows(lse1, r), force0[r], rows(force1, r), radial[r])
-            _backward_rows(g[r], tr[r], rows(ts, r), qf[r], kf[r], c3[r], rows(d3, r), saved, N, mode, block,
-                           (d_theta_r[r], d_theta_s[r], dq[r], dk[r], dc_rows[r], rows(dd_rows, r)))
+            saved = (lse0[r], None if lse1 is None else lse1[r], force0[r], force1[r], radial[r])
+            _backward_rows(g[r], tr[r], None if ts is None else ts[r], qf[r], kf[r], c3[r], d3[r], saved,
+                           N, mode, block, (d_theta_r[r], d_theta_s[r], dq[r], dk[r], dc_rows[r], dd_rows[r]))
         if theta_s is None:
             d_theta_r, d_theta_s = d_theta_r + d_theta_s, None
-        kernel_grad = lambda x, ref: (  # noqa: E731
-            None if x is None else x.view(B, H, Dh, N).sum(0).reshape(ref.shape).to(ref.dtype))
+        kernel_grad = lambda x, ref: x.view(B, H, Dh, N).sum(0).reshape(ref.shape).to(ref.dtype)  # noqa: E731
         cast = lambda x, ref: x.reshape(ref.shape).to(ref.dtype) if x is not None else None  # noqa: E731
         return (cast(d_theta_r, theta_r), cast(d_theta_s, theta_s), cast(dq, q), cast(dk, k),
                 kernel_grad(dc_rows, c), kernel_grad(dd_rows, d), None, None, None)
@@ -253,18 +235,16 @@ def fused_delay_force(
     q: torch.Tensor,
     k: torch.Tensor,
     c: torch.Tensor,
-    d: torch.Tensor | None,
+    d: torch.Tensor,
     n_harmonics: int,
     delay_mask: str,
 ) -> torch.Tensor:
-    """The force ``F (B, H, T, D_h)`` of spec §3.4, memory-lean (module doc).
+    """The force ``F (B, H, T, D_h)`` of spec §3.4 for a kernel with a delay term, memory-lean (module doc).
 
     ``theta (B, H, T, D_h)`` the receivers' phases; ``sender`` the phases each token broadcasts (None:
     ``theta`` itself); ``q, k (B, H, T, 2 D_h)`` the score features (temperature folded into ``q``);
-    ``c, d`` complex kernel coefficients broadcasting against ``(B, H, T, D_h, N)`` (shape ``(H, 1, D_h, N)``);
-    ``d=None``: no delay term (the base layer, spec §6: ``F = sum_n Im(e^{-i n theta} c_n Z0_n)``), and
-    ``delay_mask`` is not read.
+    ``c, d`` complex kernel coefficients broadcasting against ``(B, H, T, D_h, N)`` (shape ``(H, 1, D_h, N)``).
     """
-    if d is not None and delay_mask not in attention.DELAY_MASKS:
+    if delay_mask not in attention.DELAY_MASKS:
         raise ValueError(f"unknown delay_mask {delay_mask!r}")
     return _FusedForce.apply(theta, sender, q, k, c, d, n_harmonics, delay_mask, attention.QUERY_BLOCK)
