@@ -118,6 +118,18 @@ def record_times(dt: float, n_steps: int, record_every: int) -> np.ndarray:
 # -- numpy -------------------------------------------------------------------------------------
 
 
+def _drift_step(f, theta, dt: float, method: str):  # noqa: ANN001, ANN201  (numpy or torch arrays)
+    """One step of the drift ``dtheta/dt = f(theta)``: explicit Euler or classical RK4 (module doc).
+    Array-generic: the numpy and the torch integrators share it (numba has its own, compiled)."""
+    if method == "euler":
+        return theta + dt * f(theta)
+    k1 = f(theta)
+    k2 = f(theta + 0.5 * dt * k1)
+    k3 = f(theta + 0.5 * dt * k2)
+    k4 = f(theta + dt * k3)
+    return theta + (dt / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
 def _order_parameters_np(theta: np.ndarray, n_rec: int) -> np.ndarray:
     n = np.arange(1, n_rec + 1)
     return np.exp(1j * n[:, None] * theta[None, :]).mean(1)
@@ -129,14 +141,7 @@ def _simulate_numpy(system, theta0, dt, n_steps, method, record_every, record_ph
     theta = theta0.copy()
     Z, phases = [_order_parameters_np(theta, n_rec)], [theta.copy()] if record_phases else None
     for step in range(n_steps):
-        if method == "euler":
-            theta = theta + dt * f(theta)
-        else:
-            k1 = f(theta)
-            k2 = f(theta + 0.5 * dt * k1)
-            k3 = f(theta + 0.5 * dt * k2)
-            k4 = f(theta + dt * k3)
-            theta = theta + (dt / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+        theta = _drift_step(f, theta, dt, method)
         if system.noise > 0:
             theta = theta + system.noise * math.sqrt(dt) * rng.standard_normal(theta.size)
         if (step + 1) % record_every == 0:
@@ -219,14 +224,7 @@ def simulate_torch(
 
     Z, phases = [record(th)], [th.clone()] if record_phases else None
     for step in range(n_steps):
-        if method == "euler":
-            th = th + dt * f(th)
-        else:
-            k1 = f(th)
-            k2 = f(th + 0.5 * dt * k1)
-            k3 = f(th + 0.5 * dt * k2)
-            k4 = f(th + dt * k3)
-            th = th + (dt / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+        th = _drift_step(f, th, dt, method)
         if gen is not None:
             th = th + system.noise * math.sqrt(dt) * torch.randn(th.shape, generator=gen, dtype=dtype, device=device)
         if (step + 1) % record_every == 0:

@@ -179,23 +179,33 @@ def _backward_rows(g, theta_r, theta_s, q, k, c3, d3, saved, N: int, mode: str, 
     torch.mul(g, radial, out=d_theta_r).neg_()
 
 
+def _as_rows(theta_r, theta_s, q, k, c, d, n_harm: int) -> tuple:
+    """The force's inputs as ``B x H`` rows: ``(BH, T, .)`` views, kernels ``(BH, 1, D_h, N)``."""
+    B, H, T, Dh = theta_r.shape
+    flat = lambda x: None if x is None else x.reshape(B * H, T, -1)  # noqa: E731
+    c3, d3 = (x.expand(B, H, 1, Dh, n_harm).reshape(B * H, 1, Dh, n_harm) for x in (c, d))
+    return flat(theta_r), flat(theta_s), flat(q), flat(k), c3, d3
+
+
+def _take(tensors: tuple, r: slice) -> tuple:
+    """Rows ``r`` of each tensor (None stays None)."""
+    return tuple(None if x is None else x[r] for x in tensors)
+
+
 class _FusedForce(torch.autograd.Function):
     @staticmethod
     def forward(ctx, theta_r, theta_s, q, k, c, d, n_harm: int, mode: str, block: int):
         B, H, T, Dh = theta_r.shape
         N, BH = n_harm, B * H
         sdt = _softmax_dtype(q)
-        flat = lambda x: None if x is None else x.reshape(BH, T, -1)  # noqa: E731
-        tr, ts, qf, kf = flat(theta_r), flat(theta_s), flat(q), flat(k)
-        c3, d3 = (x.expand(B, H, 1, Dh, N).reshape(BH, 1, Dh, N) for x in (c, d))
+        rows = _as_rows(theta_r, theta_s, q, k, c, d, N)
         new = lambda *shape: torch.empty(*shape, dtype=sdt, device=q.device)  # noqa: E731
         force0, force1, radial = new(BH, T, Dh), new(BH, T, Dh), new(BH, T, Dh)
         lse0 = new(BH, T)
         lse1 = new(BH, T) if mode == "separate_strict" else None
         W = 2 * Dh * N
         for r in _row_chunks(BH, T, W, torch.finfo(sdt).bits // 8, q.device):
-            _forward_rows(tr[r], None if ts is None else ts[r], qf[r], kf[r], c3[r], d3[r], N, mode, block,
-                          (force0[r], force1[r], radial[r], lse0[r], None if lse1 is None else lse1[r]))
+            _forward_rows(*_take(rows, r), N, mode, block, _take((force0, force1, radial, lse0, lse1), r))
         ctx.mode, ctx.block, ctx.n_harm = mode, block, N
         ctx.save_for_backward(theta_r, theta_s, q, k, c, d, lse0, lse1, force0, force1, radial)
         return (force0 + force1).view(B, H, T, Dh).to(theta_r.dtype)
@@ -208,19 +218,17 @@ class _FusedForce(torch.autograd.Function):
         BH = B * H
         sdt = force0.dtype
         g = grad.to(sdt).reshape(BH, T, Dh)
-        flat = lambda x: None if x is None else x.reshape(BH, T, -1)  # noqa: E731
-        tr, ts, qf, kf = flat(theta_r), flat(theta_s), flat(q), flat(k)
-        c3, d3 = (x.expand(B, H, 1, Dh, N).reshape(BH, 1, Dh, N) for x in (c, d))
+        rows = _as_rows(theta_r, theta_s, q, k, c, d, N)
         new = lambda *shape, dtype=sdt: torch.empty(*shape, dtype=dtype, device=q.device)  # noqa: E731
         d_theta_r, d_theta_s = new(BH, T, Dh), new(BH, T, Dh)
-        dq, dk = new(BH, T, qf.shape[-1]), new(BH, T, kf.shape[-1])
+        dq, dk = new(BH, T, q.shape[-1]), new(BH, T, k.shape[-1])
         cplx = torch.complex128 if sdt == torch.float64 else torch.complex64
         dc_rows, dd_rows = new(BH, Dh, N, dtype=cplx), new(BH, Dh, N, dtype=cplx)
         W = 2 * Dh * N
         for r in _row_chunks(BH, T, W, torch.finfo(sdt).bits // 8, q.device):
-            saved = (lse0[r], None if lse1 is None else lse1[r], force0[r], force1[r], radial[r])
-            _backward_rows(g[r], tr[r], None if ts is None else ts[r], qf[r], kf[r], c3[r], d3[r], saved,
-                           N, mode, block, (d_theta_r[r], d_theta_s[r], dq[r], dk[r], dc_rows[r], dd_rows[r]))
+            saved = _take((lse0, lse1, force0, force1, radial), r)
+            _backward_rows(g[r], *_take(rows, r), saved, N, mode, block,
+                           _take((d_theta_r, d_theta_s, dq, dk, dc_rows, dd_rows), r))
         if theta_s is None:
             d_theta_r, d_theta_s = d_theta_r + d_theta_s, None
         kernel_grad = lambda x, ref: x.view(B, H, Dh, N).sum(0).reshape(ref.shape).to(ref.dtype)  # noqa: E731
