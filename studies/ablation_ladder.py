@@ -13,7 +13,7 @@ are shared with the matched-budget study).
 from dataclasses import dataclass
 
 from fsnlab.study import Manifest
-from fsnlab.study.driver import LrOptions, StudyContext, add_options, arm_lrs, entry_points, split_list
+from fsnlab.study.driver import LrOptions, StudyContext, arm_lrs, entry_points, split_list, study_arguments
 
 KIND = "ablation_ladder"
 KERNELS = ("base", "+harmonics", "+sakaguchi", "+delay", "full")
@@ -41,10 +41,7 @@ class Options(LrOptions):
     kernels: str = ",".join(KERNELS)  # comma-separated kernel settings
 
 
-def add_arguments(parser) -> None:  # noqa: ANN001
-    add_options(parser, Options)
-
-
+add_arguments = study_arguments(options=Options)
 run, main = entry_points(KIND, __doc__, build_manifest, (), add_arguments)
 
 

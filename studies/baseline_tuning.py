@@ -12,7 +12,7 @@ LRs feed the other studies through ``--tuned STUDY_DIR``.
 from dataclasses import dataclass
 
 from fsnlab.study import Manifest
-from fsnlab.study.driver import StudyContext, add_arms_argument, add_options, entry_points, float_list, split_list
+from fsnlab.study.driver import StudyContext, entry_points, float_list, split_list, study_arguments
 
 KIND = "baseline_tuning"
 ARMS = ("transformer", "fsn")
@@ -40,11 +40,7 @@ class Options:
     lrs: str | None = None  # comma-separated peak LRs (default: smoke 1e-2,3e-3; paper 1e-3,2e-3,3e-3,5e-3)
 
 
-def add_arguments(parser) -> None:  # noqa: ANN001
-    add_arms_argument(parser, ARMS)
-    add_options(parser, Options)
-
-
+add_arguments = study_arguments(ARMS, Options)
 run, main = entry_points(KIND, __doc__, build_manifest, (), add_arguments)
 
 

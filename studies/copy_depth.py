@@ -17,7 +17,7 @@ from __future__ import annotations
 from fsnlab.study import Manifest
 from fsnlab.study.analyses import copy_depth_analysis
 from fsnlab.study.driver import (
-    StudyContext, add_arm_runs, add_arms_argument, add_lr_arguments, arm_lrs, entry_points, split_list,
+    LrOptions, StudyContext, add_arm_runs, arm_lrs, entry_points, split_list, study_arguments,
 )
 
 KIND = "copy_depth"
@@ -42,11 +42,7 @@ def analyse(ds, manifest: Manifest, ctx: StudyContext):  # noqa: ANN001, ANN201
     )
 
 
-def add_arguments(parser) -> None:  # noqa: ANN001
-    add_arms_argument(parser, ARMS)
-    add_lr_arguments(parser)
-
-
+add_arguments = study_arguments(ARMS, LrOptions)
 run, main = entry_points(KIND, __doc__, build_manifest, (analyse,), add_arguments)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from fsnlab.study import Manifest
 from fsnlab.study.analyses import kernel_analysis
 from fsnlab.study.driver import (
-    StudyContext, add_arm_runs, add_arms_argument, add_lr_arguments, arm_lrs, entry_points, split_list,
+    LrOptions, StudyContext, add_arm_runs, arm_lrs, entry_points, split_list, study_arguments,
 )
 
 KIND = "kernel_reading"
@@ -35,11 +35,7 @@ def analyse(ds, manifest: Manifest, ctx: StudyContext):  # noqa: ANN001, ANN201
     return kernel_analysis(ds, manifest, ctx.runs_dir, ctx.study_dir, log=ctx.log)
 
 
-def add_arguments(parser) -> None:  # noqa: ANN001
-    add_arms_argument(parser, ARMS)
-    add_lr_arguments(parser)
-
-
+add_arguments = study_arguments(ARMS, LrOptions)
 run, main = entry_points(KIND, __doc__, build_manifest, (analyse,), add_arguments)
 
 

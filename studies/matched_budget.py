@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from fsnlab.study import Manifest
 from fsnlab.study.driver import (
-    LrOptions, StudyContext, add_arm_runs, add_arms_argument, add_options, arm_lrs, entry_points, split_list,
+    LrOptions, StudyContext, add_arm_runs, arm_lrs, entry_points, split_list, study_arguments,
 )
 
 KIND = "matched_budget"
@@ -45,11 +45,7 @@ class Options(LrOptions):
     corpora: str = ",".join(CORPORA)  # comma-separated corpora of the runs, text and/or code
 
 
-def add_arguments(parser) -> None:  # noqa: ANN001
-    add_arms_argument(parser, ARMS)
-    add_options(parser, Options)
-
-
+add_arguments = study_arguments(ARMS, Options)
 run, main = entry_points(KIND, __doc__, build_manifest, (), add_arguments)
 
 

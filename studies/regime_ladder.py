@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 from fsnlab.study import Manifest
 from fsnlab.study.driver import (
-    StudyContext, StudyResult, add_arms_argument, add_options, arm_lrs, entry_points, make_context, split_list, study_parser,
+    StudyContext, StudyResult, arm_lrs, entry_points, make_context, split_list, study_arguments, study_parser,
 )
 from fsnlab.study.manifest import StudyError
 from fsnlab.study.protocol import normalize_data_spec
@@ -290,11 +290,7 @@ class Options:
     seconds (default 300; 0: do not wait)"""
 
 
-def add_arguments(parser) -> None:  # noqa: ANN001
-    add_arms_argument(parser, ARMS)
-    add_options(parser, Options, overrides={"long_lr": {"metavar": "ARM=LR"}})
-
-
+add_arguments = study_arguments(ARMS, Options, overrides={"long_lr": {"metavar": "ARM=LR"}})
 _run_pass, _ = entry_points(KIND, __doc__, build_manifest, (analyse,), add_arguments)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fsnlab.study import Manifest
 from fsnlab.study.driver import (
-    LrOptions, StudyContext, add_arm_runs, add_arms_argument, add_options, arm_lrs, entry_points, split_list,
+    LrOptions, StudyContext, add_arm_runs, arm_lrs, entry_points, split_list, study_arguments,
 )
 
 KIND = "scale_ladder"
@@ -40,11 +40,7 @@ class Options(LrOptions):
     rungs: str | None = None  # comma-separated rungs (default: smoke tiny,small; paper 1m,2m,4m)
 
 
-def add_arguments(parser) -> None:  # noqa: ANN001
-    add_arms_argument(parser, ARMS)
-    add_options(parser, Options)
-
-
+add_arguments = study_arguments(ARMS, Options)
 run, main = entry_points(KIND, __doc__, build_manifest, (), add_arguments)
 
 

@@ -13,7 +13,6 @@ from torch import nn
 from fsnlab.errors import ConfigError
 from fsnlab.models import (
     RUNG_TARGETS,
-    FSNConfig,
     build_model,
     config_from_dict,
     config_from_json,

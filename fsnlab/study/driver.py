@@ -394,9 +394,20 @@ def add_arm_runs(
 # -- learning rates per arm (shared by the studies that train the headline arms) -------------------
 
 
-def add_lr_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--lr [ARM=]LR`` (repeatable) and ``--tuned STUDY_DIR`` (:class:`LrOptions`)."""
-    add_options(parser, LrOptions)
+def study_arguments(
+    arms: Sequence[str] | None = None, options: type | None = None, **option_kwargs: Any,
+) -> Callable[[argparse.ArgumentParser], None]:
+    """A study script's ``add_arguments(parser)`` for :func:`entry_points`: ``--arms`` over ``arms``
+    (:func:`add_arms_argument`) and one option per field of the dataclass ``options``
+    (:func:`add_options`, which takes ``option_kwargs``, e.g. ``overrides``)."""
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        if arms is not None:
+            add_arms_argument(parser, arms)
+        if options is not None:
+            add_options(parser, options, **dict(option_kwargs))
+
+    return add_arguments
 
 
 def tuned_lrs(study_dir: str | Path) -> dict[str, float]:

@@ -36,7 +36,6 @@ from fsnlab.errors import CheckpointError, ConfigError, DataError, FsnlabError, 
 from fsnlab.models import build_model, config_to_dict, parameter_breakdown
 from fsnlab.paths import check_writable
 from fsnlab.train.checkpoint import (
-    BEST_NAME,
     FORMAT_VERSION,
     LATEST_NAME,
     CheckpointStore,
@@ -45,7 +44,6 @@ from fsnlab.train.checkpoint import (
     model_from_checkpoint,
     newest_intact,
     resolve_checkpoint,
-    step_checkpoints,
 )
 from fsnlab.train.config import TrainConfig
 from fsnlab.train.distributed import DistContext, all_reduce_sum, init_distributed, shutdown_distributed
