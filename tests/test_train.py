@@ -122,6 +122,21 @@ def test_run_directory_contents(tmp_path):
     assert {p.name for p in run.iterdir()} >= {"checkpoint.pt", "checkpoint-4.pt", "best.pt", "metrics.jsonl"}
 
 
+@pytest.mark.parametrize("minutes, steps", [(1e-9, [1, 2, 3, 4]), (0.0, [4])])
+def test_timed_checkpoints_write_a_step_file_without_evaluating(tmp_path, minutes, steps):
+    """checkpoint_minutes: once that much wall time has passed since the last checkpoint, the next
+    step boundary writes one (1e-9 minutes: every step); evaluation stays at its own schedule (the
+    end only, here). 0 turns it off. It is a runtime field: not part of a study run's identity."""
+    from fsnlab.study.manifest import run_name
+    from fsnlab.train.checkpoint import step_checkpoints
+
+    config = TrainConfig(preset="fsn-tiny", max_steps=4, log_interval=4, keep=10, checkpoint_minutes=minutes, **TINY)
+    train(config, tmp_path / "run", quiet=True)
+    assert [s for s, _ in step_checkpoints(tmp_path / "run")] == steps
+    assert [s for s, _ in evals(tmp_path / "run")] == [4]
+    assert run_name(config) == run_name(TrainConfig(preset="fsn-tiny", max_steps=4, log_interval=4, keep=10, **TINY))
+
+
 def test_epochs_are_tokens_and_trigger_evaluation(tmp_path):
     """4,000 bytes -> 3,600 train bytes; 128 tokens/step -> epoch boundary inside step 29."""
     text = tmp_path / "corpus.txt"
@@ -168,7 +183,7 @@ def test_optimizer_groups(tmp_path):
 @pytest.mark.parametrize(
     "field, value",
     [("batch_size", 0), ("max_steps", -1), ("lr", 0.0), ("eval_bytes", 0), ("warmup_frac", 1.5), ("keep", -1),
-     ("scalar_lr_scale", -1.0)],
+     ("scalar_lr_scale", -1.0), ("checkpoint_minutes", -1.0), ("checkpoint_minutes", float("inf"))],
 )
 def test_invalid_train_config(field, value):
     with pytest.raises(ConfigError):

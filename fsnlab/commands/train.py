@@ -62,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Train a model and write a run directory: config.json, environment.json, metrics.jsonl,\n"
             "checkpoint.pt (latest), checkpoint-<step>.pt (last --keep) and best.pt (lowest val bpc).\n"
             "Validation bits per byte are measured at every epoch boundary (one epoch = as many tokens\n"
-            "as the train split has bytes), every --eval-interval steps and at the end.\n"
+            "as the train split has bytes), every --eval-interval steps and at the end; a checkpoint\n"
+            "alone is also written every --checkpoint-minutes of wall time (default 10).\n"
             "Multi-GPU: torchrun --nproc-per-node N -m fsnlab train ... (--batch-size is per process).\n"
             "Ctrl-C or SIGTERM stops after the current step with a checkpoint (a second Ctrl-C stops at\n"
             "once); --resume continues exactly. One process writes a run directory at a time (its\n"
@@ -142,7 +143,7 @@ def _train(args: argparse.Namespace) -> int:
     given: dict[str, Any] = dataclass_values(args, TrainConfig, {"model_overrides": "--model"})  # only what was typed
     _check_positive(args, "max_steps", "batch_size", "context_length", "eval_interval", "eval_bytes",
                     "log_interval", "grad_accum")
-    _check_non_negative(args, "seed", "keep")
+    _check_non_negative(args, "seed", "keep", "checkpoint_minutes")
     if args.resume:
         if args.out:
             raise ConfigError("--out cannot be combined with --resume: a resumed run stays in its directory")
@@ -244,4 +245,5 @@ def _check_non_negative(args: argparse.Namespace, *names: str) -> None:
     for name in names:
         value = getattr(args, name, None)
         if value is not None and value < 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be a non-negative integer, got {value}")
+            kind = "integer" if isinstance(value, int) else "number"
+            raise ConfigError(f"--{name.replace('_', '-')} must be a non-negative {kind}, got {value}")

@@ -3,7 +3,7 @@ plus tags (arm, seed, corpus, ...) that say what each run stands for in the stud
 
 Run names are derived from the configs alone (a readable prefix and a digest of every field that
 shapes the run), so two studies that ask for the same run share one run directory when they share
-a run pool, and two different runs can never collide. Runtime fields (device, compile, keep) are
+a run pool, and two different runs can never collide. Runtime fields (device, compile, keep, checkpoint_minutes) are
 not part of a run's identity: the same run may be finished on another device.
 """
 

@@ -17,7 +17,7 @@ from fsnlab.errors import ConfigError
 
 # Fields a resumed run may change: they affect where and how fast it runs, not what it computes
 # (on one device type; moving a run between CPU and GPU changes the floating-point rounding).
-RUNTIME_FIELDS: tuple[str, ...] = ("device", "compile", "keep")
+RUNTIME_FIELDS: tuple[str, ...] = ("device", "compile", "keep", "checkpoint_minutes")
 
 
 @dataclass
@@ -48,6 +48,7 @@ class TrainConfig:
     eval_bytes: int | None = None  # evaluate on the first N bytes of the split; None: all of it
     log_interval: int = 10  # steps between training-loss records
     keep: int = 3  # step checkpoints kept besides checkpoint.pt and best.pt
+    checkpoint_minutes: float = 10.0  # also checkpoint (without evaluating) once this much wall time has passed since the last checkpoint; 0: off
     compile: bool = False  # torch.compile the model (weights are saved uncompiled)
 
     def validate(self) -> "TrainConfig":
@@ -76,6 +77,9 @@ class TrainConfig:
         for name in ("lr", "eps"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        minutes = self.checkpoint_minutes
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not (math.isfinite(minutes) and minutes >= 0):
+            raise ConfigError(f"checkpoint_minutes must be a non-negative number, got {minutes!r}")
         if not 0 <= self.warmup_frac < 1 or not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError("warmup_frac must lie in [0, 1) and min_lr_ratio in [0, 1]")
         if min(self.angle_lr_scale, self.scalar_lr_scale, self.weight_decay, self.grad_clip) < 0:

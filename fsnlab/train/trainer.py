@@ -4,7 +4,9 @@ One optimizer step = ``grad_accum`` micro-steps; each micro-step draws the *glob
 (``batch_size x world_size`` windows) from one seeded generator and this rank keeps its slice, so
 N processes with batch B compute what one process with batch N*B computes. Evaluation (full val
 split, bits per byte) and a checkpoint happen at every epoch boundary, every ``eval_interval``
-steps and at the end. SIGINT/SIGTERM stop the run at the next step boundary with a checkpoint
+steps and at the end; a checkpoint alone (no evaluation) also once ``checkpoint_minutes`` of wall
+time have passed since the last one, so a crash or a killed job loses minutes, not an epoch (an
+epoch of enwik8 is 90 M tokens). SIGINT/SIGTERM stop the run at the next step boundary with a checkpoint
 (:class:`TrainingInterrupted`, exit codes 130/143 on the command line); a second signal stops at once.
 A run directory has one writer at a time (:mod:`fsnlab.train.lock`).
 """
@@ -152,7 +154,7 @@ def resume(
 ) -> TrainResult:
     """Continue the run that wrote ``checkpoint`` (a run directory means its latest checkpoint) in
     that run's directory, bit for bit on the same device type. ``overrides`` are options given again
-    on the command line: only runtime ones (device, compile, keep) may differ from the saved run.
+    on the command line: only runtime ones (device, compile, keep, checkpoint_minutes) may differ from the saved run.
 
     Resuming from an older checkpoint of the run (``RUN/checkpoint-<step>.pt``) while the run holds
     later checkpoints (step files, ``checkpoint.pt``, ``best.pt``) is refused unless ``rewind``,
@@ -369,6 +371,7 @@ class Trainer:
             self._saved_step = self.step
         self.lr = lr_at(self.step, self.total_steps, config)
         self._session_start = time.perf_counter()
+        self._saved_time = self._session_start  # wall clock of the last checkpoint (this session)
         self._mark_window()
 
         module: torch.nn.Module = torch.compile(self.model) if config.compile else self.model
@@ -471,7 +474,7 @@ class Trainer:
                     if self._eval_due():
                         self._evaluate(progress)
                         self._save(is_best=self.best_step == self.step)
-                    elif self.step == end or stop_requested:
+                    elif self.step == end or stop_requested or self._checkpoint_due():
                         self._save(is_best=False)
                     if stop_requested:
                         self._stop(stop, progress)
@@ -546,6 +549,12 @@ class Trainer:
         interval = self.config.eval_interval and self.step % self.config.eval_interval == 0
         return bool(crossed_epoch or interval or self.step == self.total_steps)
 
+    def _checkpoint_due(self) -> bool:
+        """A timed checkpoint: ``checkpoint_minutes`` of wall time since the last one (0: never).
+        Only the main process writes checkpoints, so the ranks of a DDP run need not agree on it."""
+        minutes = self.config.checkpoint_minutes
+        return bool(minutes) and time.perf_counter() - self._saved_time >= 60.0 * minutes
+
     # -- reporting and saving ---------------------------------------------------------------------
 
     def _log_train(self, progress: Progress) -> None:
@@ -582,6 +591,7 @@ class Trainer:
         if self.ctx.is_main:
             self.last_checkpoint = self.store.save(self.state_dict(), is_best)
         self._saved_step = self.step
+        self._saved_time = time.perf_counter()
         self._mark_window()  # evaluation and saving do not count against tokens/s
 
     def _record(self, fields: dict[str, Any]) -> None:
