@@ -272,6 +272,12 @@ def curve_gap(ds: xr.Dataset, budget: float, arm: str, reference: str = REFERENC
 # -- words and numbers shared by the report and the summary ---------------------------------------------
 
 
+def _percent(count: int, total: int) -> str:
+    """A share of targets as ``12.3%``; a non-zero share below 0.05% as ``<0.1%``, never ``0.0%``."""
+    share = 100 * count / max(total, 1)
+    return "<0.1%" if 0 < share < 0.05 else f"{share:.1f}%"
+
+
 def _num(x: float) -> str:
     """Tokens per parameter or epochs: whole numbers from 100 on, three significant digits below."""
     if not math.isfinite(x):
@@ -342,7 +348,7 @@ def _copy_depth_table(sub: xr.Dataset) -> tuple[list[str], list[list[str]]]:
     heads = ["depth", "share"] + [f"{label(a)} bits" for a in arms] + [f"Δ {label(a)} − Transformer [95% CI]" for a in arms if a != REFERENCE]
     rows = []
     for j, lab in enumerate(labels):
-        row = [lab, f"{100 * share[j] / total:.1f}%"]
+        row = [lab, _percent(share[j], total)]
         for a in arms:
             row.append(fmt(describe(ml.sel(arm=a).values[:, j])["mean"], 3))
         for a in arms:
