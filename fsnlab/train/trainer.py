@@ -7,22 +7,18 @@ split, bits per byte) and a checkpoint happen at every epoch boundary, every ``e
 steps and at the end; a checkpoint alone (no evaluation) also once ``checkpoint_minutes`` of wall
 time have passed since the last one, so a crash or a killed job loses minutes, not an epoch (an
 epoch of enwik8 is 90 M tokens). SIGINT/SIGTERM stop the run at the next step boundary with a checkpoint
-(:class:`TrainingInterrupted`, exit codes 130/143 on the command line); a second signal stops at once.
-A run directory has one writer at a time (:mod:`fsnlab.train.lock`).
+(:class:`~fsnlab.train.signals.TrainingInterrupted`, exit codes 130/143 on the command line); a second
+signal stops at once (:mod:`fsnlab.train.signals`). A run directory has one writer at a time
+(:mod:`fsnlab.train.lock`); naming, checking and clearing it is :mod:`fsnlab.train.run_dir`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import json
 import math
-import re
-import os
 import signal
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,10 +32,8 @@ from fsnlab import __version__
 from fsnlab.data import count_eval_targets, load_corpus, sample_batch
 from fsnlab.errors import CheckpointError, ConfigError, DataError, FsnlabError, RunLockedError, TrainingError
 from fsnlab.models import build_model, config_to_dict, parameter_breakdown
-from fsnlab.paths import check_writable
 from fsnlab.train.checkpoint import (
     FORMAT_VERSION,
-    LATEST_NAME,
     CheckpointStore,
     later_checkpoints,
     load_checkpoint,
@@ -51,10 +45,12 @@ from fsnlab.train.config import TrainConfig
 from fsnlab.train.distributed import DistContext, all_reduce_sum, init_distributed, shutdown_distributed
 from fsnlab.train.environment import environment_record
 from fsnlab.train.evaluate import EvalResult, autocast, evaluate
-from fsnlab.train.lock import LOCK_NAME, release_all, run_lock
+from fsnlab.train.lock import run_lock
 from fsnlab.train.optim import build_optimizer, lr_at, set_lr
 from fsnlab.train.progress import MetricsLog, Progress
 from fsnlab.train.rng import capture_rng, restore_rng, seed_everything
+from fsnlab.train.run_dir import check_new_run_dir, clear_run_files, default_run_dir, make_run_dir, remove_if_empty
+from fsnlab.train.signals import StopSignals, TrainingInterrupted
 
 
 @dataclasses.dataclass
@@ -93,26 +89,6 @@ class TrainResult:
         )
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """A stop signal ended the run (after its checkpoint, for the first signal). ``signum`` is
-    SIGINT or SIGTERM; the command line exits with 128 + signum (130, 143)."""
-
-    def __init__(self, signum: int = signal.SIGINT, message: str = "interrupted") -> None:
-        super().__init__(message)
-        self.signum = int(signum)
-
-
-def default_run_dir(preset: str) -> Path:
-    """``runs/<preset>-<UTC timestamp>``, made unique."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    path = Path("runs") / f"{preset}-{stamp}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = Path("runs") / f"{preset}-{stamp}-{n}"
-    return path
-
-
 def train(
     config: TrainConfig,
     out_dir: str | Path | None = None,
@@ -130,17 +106,17 @@ def train(
     config.validate()
     run_dir = Path(out_dir).expanduser() if out_dir is not None else default_run_dir(config.preset)
     check_new_run_dir(run_dir, overwrite)
-    created = _make_run_dir(run_dir)
+    created = make_run_dir(run_dir)
     try:
         with _distributed(config.device) as (ctx, device), _locked(run_dir, ctx, device):
             if ctx.is_main:
                 check_new_run_dir(run_dir, overwrite)  # again, now that no one else writes it
                 if overwrite:
-                    _clear_run_files(run_dir)
+                    clear_run_files(run_dir)
             return Trainer(config, run_dir, ctx, device, quiet=quiet).run(stop_at)
     except BaseException:
         if created:
-            _remove_if_empty(run_dir)
+            remove_if_empty(run_dir)
         raise
 
 
@@ -208,86 +184,6 @@ def _load_for_resume(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{exc}; the newest intact step checkpoint is {other} (step {step}): fsnlab train --resume {other}{rewind}"
         ) from None
-
-
-# Files fsnlab writes into a run directory (what --overwrite may replace).
-_RUN_FILES = re.compile(
-    r"^(config\.json|environment\.json|environment-resume-\d+\.json|metrics\.jsonl|checkpoint(-\d+)?\.pt|"
-    r"best\.pt|study-failure\.json|" + re.escape(LOCK_NAME) + r"|\..*\.tmp)$"
-)
-
-
-def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` holds an fsnlab run: a checkpoint, or a ``config.json`` that fsnlab wrote."""
-    if (path / LATEST_NAME).is_file():
-        return True
-    try:
-        saved = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(saved, dict) and {"model", "train", "run"} <= set(saved)
-
-
-def check_new_run_dir(run_dir: Path, overwrite: bool = False) -> None:
-    """Refuse a place a new run cannot or must not be written to (one-line ConfigError)."""
-    if run_dir.is_symlink() and not run_dir.exists():
-        raise ConfigError(f"run directory {run_dir} is a broken symbolic link")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"run directory {run_dir} is an existing file, not a directory; pick another --out")
-    check_writable(run_dir, ConfigError, into=True)
-    if not run_dir.is_dir():
-        return
-    if (run_dir / LATEST_NAME).exists() and not overwrite:
-        raise ConfigError(
-            f"{run_dir} already holds a run; continue it with --resume {run_dir}, pick another --out, "
-            "or add --overwrite to replace it"
-        )
-    try:
-        entries = sorted(p.name for p in run_dir.iterdir() if not _ignorable(p.name))
-    except OSError as exc:
-        raise ConfigError(f"cannot read run directory {run_dir}: {exc.strerror or exc}") from None
-    if not entries or overwrite or is_run_dir(run_dir):
-        return
-    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
-    raise ConfigError(
-        f"{run_dir} is not empty and not an fsnlab run directory (it holds {shown}); pick a new or empty --out, "
-        "or add --overwrite to write the run into it (same-named files are replaced)"
-    )
-
-
-def _ignorable(name: str) -> bool:
-    """Files that do not make a folder someone else's: the lock, temporary files, a study's failure record."""
-    return name.startswith((LOCK_NAME, f".{LOCK_NAME}", ".fsnlab-write-test-")) or name == "study-failure.json"
-
-
-def _make_run_dir(run_dir: Path) -> bool:
-    """Create the run directory; return whether it was created here."""
-    if run_dir.is_dir():
-        return False
-    try:
-        run_dir.mkdir(parents=True)
-    except FileExistsError:
-        if run_dir.is_dir():
-            return False
-        raise ConfigError(f"run directory {run_dir} is an existing file, not a directory; pick another --out") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from None
-    return True
-
-
-def _remove_if_empty(run_dir: Path) -> None:
-    try:
-        if run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
-    except OSError:
-        pass
-
-
-def _clear_run_files(run_dir: Path) -> None:
-    """Delete an earlier run's files (``--overwrite``); other files are left alone."""
-    for path in run_dir.iterdir():
-        if path.name != LOCK_NAME and _RUN_FILES.match(path.name) and path.is_file():
-            path.unlink()
 
 
 @contextlib.contextmanager
@@ -463,7 +359,7 @@ class Trainer:
         progress = Progress(self.total_steps, self.step, quiet=self.quiet, enabled=self.ctx.is_main)
         progress.write(self._banner())
         try:
-            with _StopSignals(progress) as stop:
+            with StopSignals(progress) as stop:
                 while self.step < end:
                     if stop.requested and not self.ctx.enabled:  # arrived during evaluation or saving
                         self._stop(stop, progress)
@@ -485,7 +381,7 @@ class Trainer:
             self.ctx.is_main, math.log2(self.model.config.vocab_size),
         )
 
-    def _stop(self, stop: "_StopSignals", progress: Progress) -> None:
+    def _stop(self, stop: StopSignals, progress: Progress) -> None:
         """End the run at a stop signal, with a checkpoint of this step."""
         if self.last_checkpoint is None or self._saved_step != self.step:
             self._save(is_best=False)
@@ -498,7 +394,7 @@ class Trainer:
             logits = self.module(x)
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
 
-    def _train_step(self, stop: "_StopSignals") -> bool:
+    def _train_step(self, stop: StopSignals) -> bool:
         """One optimizer step. Returns whether a stop signal reached any rank by the end of its
         backward pass. Raises TrainingError, before touching the weights, if the loss or gradient
         norm is not finite."""
@@ -616,115 +512,6 @@ class Trainer:
             f"{self.config.data} ({len(self.train_data):,} train bytes) | {self.total_steps} steps x "
             f"{self.tokens_per_step:,} tokens = {epochs:.2f} epochs | {start} | run dir {self.run_dir}"
         )
-
-
-class _StopSignals:
-    """Turns SIGINT/SIGTERM into a request to stop at the next step boundary (main thread only;
-    signals the parent set to be ignored, as ``nohup`` does, stay ignored).
-
-    The first signal is announced at once, even while a long step runs in C++: Python writes the
-    signal number to a wakeup pipe from its C-level handler, and a watcher thread reading that pipe
-    prints the notice. A second signal stops now: the Python-level handler raises
-    :class:`TrainingInterrupted` at the next bytecode, and should the main thread be stuck inside
-    one long operation, the watcher removes the run's lock and exits the process (128 + signum)
-    after a short grace period; the last checkpoint on disk is complete either way (writes are
-    atomic)."""
-
-    GRACE_S = 2.0
-
-    def __init__(self, progress: Progress | None = None) -> None:
-        self.requested = False
-        self.signum: int | None = None
-        self.progress = progress
-        self._previous: dict[int, Any] = {}
-        self._seen = 0  # signals the watcher saw
-        self._pipe: tuple[int, int] | None = None
-        self._previous_wakeup = -1
-        self._watcher: threading.Thread | None = None
-        self._done = threading.Event()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        # Python runs a handler once for signals that arrived together (e.g. two Ctrl-C during one
-        # long backward pass), so the watcher's count decides whether this is the second one.
-        if self.requested or self._seen >= 2:
-            raise TrainingInterrupted(signum, "stopped at once by a second signal")
-        self.requested, self.signum = True, signum
-        if self._watcher is None:  # no watcher thread: announce from here
-            self._announce(signum)
-
-    def _announce(self, signum: int) -> None:
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        self._say(f"fsnlab train: {name}: stopping after this step with a checkpoint (Ctrl-C again to stop now)")
-
-    def _say(self, line: str) -> None:
-        if self.progress is not None and not self.progress.enabled:
-            return
-        bar = getattr(self.progress, "bar", None)
-        try:
-            if bar is not None:
-                bar.write(line, file=sys.stderr)
-            else:
-                os.write(2, (line + "\n").encode())
-        except (OSError, ValueError):
-            pass
-
-    def _watch(self, read_fd: int) -> None:
-        while not self._done.is_set():
-            try:
-                data = os.read(read_fd, 64)
-            except OSError:
-                return
-            if not data or self._done.is_set():
-                return
-            for signum in data:
-                if signum not in (signal.SIGINT, signal.SIGTERM):
-                    continue  # another handled signal (the wakeup pipe sees them all)
-                self._seen += 1
-                if self._seen == 1:
-                    self._announce(signum)
-                    continue
-                self._say("fsnlab train: stopping now; the last checkpoint written is kept")
-                if not self._done.wait(self.GRACE_S):  # the main thread is stuck in one long call
-                    release_all()
-                    os._exit(128 + signum)
-
-    def __enter__(self) -> "_StopSignals":
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(sig) is not signal.SIG_IGN:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        if not self._previous:
-            return self
-        try:
-            read_fd, write_fd = os.pipe()
-            os.set_blocking(write_fd, False)
-            self._previous_wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        except (OSError, ValueError):
-            return self
-        self._pipe = (read_fd, write_fd)
-        self._watcher = threading.Thread(target=self._watch, args=(read_fd,), name="fsnlab-stop-signals", daemon=True)
-        self._watcher.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._done.set()
-        if self._pipe is not None:
-            read_fd, write_fd = self._pipe
-            try:
-                signal.set_wakeup_fd(self._previous_wakeup)
-            except (OSError, ValueError):
-                signal.set_wakeup_fd(-1)
-            try:
-                os.write(write_fd, b"\0")  # wake the watcher
-            except OSError:
-                pass
-            if self._watcher is not None:
-                self._watcher.join(timeout=1.0)
-            os.close(write_fd)
-            os.close(read_fd)
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
