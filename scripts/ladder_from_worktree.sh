@@ -2,16 +2,17 @@
 # Run (or resume) the regime ladder from a pinned git worktree, so that edits to this checkout
 # while the ladder trains for hours never reach its processes. Runs and reports stay in this
 # checkout's runs/ (the paths are resolved from the current directory).
-#   scripts/ladder_from_worktree.sh [COMMIT]        start or resume (default: HEAD)
+#   scripts/ladder_from_worktree.sh [COMMIT] [ARGS...]   start or resume (default: HEAD); ARGS go to
+#                                                    regime_ladder.py (e.g. --check-lrs 2.5e-3,5e-3,1e-2,2e-2)
 #   kill -TERM $(cat runs/regime_ladder.pid)        stop; every running run checkpoints
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-commit="$(git -C "$root" rev-parse "${1:-HEAD}")"  # resolved in this checkout, not in the worktree
+commit="$(git -C "$root" rev-parse "${1:-HEAD}")"; shift $(( $# > 0 ? 1 : 0 ))  # resolved in this checkout, not in the worktree
 tree="${LADDER_WORKTREE:-$root/../ladder}"
 cd "$root"
 if [ -d "$tree" ]; then git -C "$tree" checkout --quiet --detach "$commit"; else git worktree add --detach "$tree" "$commit"; fi
 mkdir -p runs
 OMP_NUM_THREADS=1 PYTHONPATH="$tree" setsid "$root/.venv/bin/python" "$tree/studies/regime_ladder.py" \
-    --scale paper --jobs 2 --threads 1 --quiet >> runs/regime_ladder.log 2>&1 &
+    --scale paper --jobs 2 --threads 1 --quiet "$@" >> runs/regime_ladder.log 2>&1 &
 echo $! > runs/regime_ladder.pid
 echo "regime ladder from $(git -C "$tree" rev-parse --short HEAD) in $tree: pid $(cat runs/regime_ladder.pid), log runs/regime_ladder.log"
