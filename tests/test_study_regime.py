@@ -121,7 +121,9 @@ def test_paper_scale_manifest(tmp_path, capsys):
     result = load_script().run(["--scale", "paper", "--out", str(tmp_path / "s"), "--runs", str(tmp_path / "runs"), "--dry-run"])
     assert result.exit_code == 0
     m = result.manifest
-    assert len(m) == 26  # 4 + 4 + 12 ladder runs (FSN and its network kernel: 3 seeds) and 6 LR-check runs; 50 epochs wait
+    assert len(m) == 29  # 4 + 4 + 12 ladder runs (FSN and its network kernel: 3 seeds) and 9 LR-check runs; 50 epochs wait
+    check = {(r.tags["arm"], r.config.lr) for r in m if r.tags["role"] == LR_CHECK}
+    assert check == {(a, lr) for a in ("fsn", "transformer", "ka") for lr in (2.5e-3, 5e-3, 2e-2)}  # 1e-2: the ladder's own
     net = [r for r in m if r.tags["arm"] == "fsn-net"]
     assert [r.tags["seed"] for r in net] == [0, 1, 2] and {r.tags["budget"] for r in net} == {15.0}
     assert all(r.config.preset == "fsn-tiny" and r.config.model_overrides == {"kernel_form": "network1", "ffn_hidden": 51}
@@ -139,7 +141,7 @@ def test_paper_scale_manifest(tmp_path, capsys):
     assert 84 < tpp[1.0] < 86 and 4200 < tpp[50.0] < 4300  # one epoch = 1,889 steps of 2,048 tokens
     assert plan[(50.0, "fsn")]["tokens"] == math.ceil(50 * 3_868_415 / 2048) * 2048
     out = capsys.readouterr().out
-    assert "wait for its LR check at 15 epochs (0/3 runs finished" in out or "waits for its LR check at 15 epochs (0/3" in out
+    assert "waits for its LR check at 15 epochs (0/4 runs finished: lr 0.0025: pending" in out
 
 
 def test_report_of_an_empty_pool(ladder):
