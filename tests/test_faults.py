@@ -280,12 +280,15 @@ def write_lock(run: Path, pid: int, host: str | None = None) -> None:
 
 def test_locks_of_live_dead_and_remote_owners(straight, tmp_path, capsys):
     from fsnlab.study.runner import train_one
+    from fsnlab.train.lock import live_holder
 
     run = tmp_path / "run"
     shutil.copytree(straight, run)
+    assert live_holder(run) is None  # not locked
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         write_lock(run, live.pid)
+        assert live_holder(run)["pid"] == live.pid
         assert main(["train", "--resume", str(run)]) == 2
         assert f"in use by process {live.pid}" in one_error_line(capsys, "train")
         outcome = train_one(str(run), TrainConfig(**CONFIG).to_dict())  # the study runner: left alone
@@ -293,7 +296,9 @@ def test_locks_of_live_dead_and_remote_owners(straight, tmp_path, capsys):
     finally:
         live.kill()
         live.wait()
+    assert live_holder(run) is None  # its process is gone: a stale lock
     write_lock(run, live.pid, host="elsewhere")  # another host's lock is never taken over
+    assert live_holder(run)["host"] == "elsewhere"  # cannot be checked from here: counts as live
     assert main(["train", "--resume", str(run)]) == 2
     line = one_error_line(capsys, "train")
     assert "on elsewhere" in line and f"delete {run / LOCK_NAME}" in line

@@ -142,6 +142,9 @@ def test_paper_scale_manifest(tmp_path, capsys):
     assert plan[(50.0, "fsn")]["tokens"] == math.ceil(50 * 3_868_415 / 2048) * 2048
     out = capsys.readouterr().out
     assert "waits for its LR check at 15 epochs (0/4 runs finished: lr 0.0025: pending" in out
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith("29 runs: 29 new;")  # the dry run's summary line
+    assert sum(line.startswith("new ") and line.split()[1] == "-" for line in lines) == 29  # no steps yet
 
 
 def test_report_of_an_empty_pool(ladder):

@@ -277,9 +277,7 @@ def run_study(
         manifest.settings.setdefault("argv", list(getattr(args, "argv", sys.argv)))
         validate_manifest(manifest, data=not args.dry_run)  # a dry run may list runs whose data is elsewhere
         if args.dry_run:
-            for run in manifest:
-                state = run_state(ctx.runs_dir / run.name)
-                print(f"{state.status:8} {run.name}  {run.tags}")
+            print_run_states(manifest, ctx.runs_dir)
             return StudyResult(manifest, [], None, None, 0, time.perf_counter() - start)
         check_output_dirs(ctx, getattr(args, "overwrite", False))
         manifest.save(ctx.study_dir / "manifest.json")
@@ -320,6 +318,27 @@ def run_study(
     # 128 + the stop signal, as a shell reports it: 143 after SIGTERM (a requeued SLURM job resumes), 130 after Ctrl-C
     code = 1 if crashed else 128 + max(stops) if stops else 3 if unfinished else 0
     return StudyResult(manifest, outcomes, dataset_path, report_path, code, time.perf_counter() - start, ds)
+
+
+def print_run_states(manifest: Manifest, runs_dir: Path) -> None:
+    """``--dry-run``: one line per run (its state, ``training`` when a live process holds its lock;
+    the steps of its last checkpoint of the total; name, tags), then the counts and the steps left."""
+    from fsnlab.train.lock import live_holder
+
+    counts: dict[str, int] = {}
+    steps_left = 0
+    for run in manifest:
+        state = run_state(runs_dir / run.name)
+        holder = live_holder(runs_dir / run.name) if state.status in ("new", "partial") else None
+        status = "training" if holder else state.status
+        counts[status] = counts.get(status, 0) + 1
+        progress = f"{state.step}/{state.total_steps}" if state.total_steps else "-"
+        if state.total_steps and state.status != "done":
+            steps_left += state.total_steps - state.step
+        by = f" (pid {holder['pid']} on {holder.get('host', '?')})" if holder else ""
+        print(f"{status:8} {progress:>13} {run.name}{by}  {run.tags}")
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(f"{len(manifest)} runs: {summary}; {steps_left:,} steps left in the started runs (new runs not counted)")
 
 
 def study_main(

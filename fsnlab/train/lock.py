@@ -84,6 +84,17 @@ def read_lock(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else {}
 
 
+def live_holder(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The lock record of the process writing ``run_dir`` now, or None: not locked, an unreadable
+    lock, or a stale one (its process on this host is gone). Another host's lock counts as live."""
+    record = read_lock(run_dir)
+    if not record or not isinstance(record.get("pid"), int):
+        return None
+    if record.get("host") != _host():
+        return record
+    return record if _running(record["pid"], record.get("start_time")) else None
+
+
 def _describe(record: dict[str, Any]) -> str:
     since = f" since {record['since']}" if record.get("since") else ""
     return f"process {record.get('pid', '?')} on {record.get('host', '?')}{since}"
