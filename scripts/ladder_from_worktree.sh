@@ -3,7 +3,8 @@
 # while the ladder trains for hours never reach its processes. Runs and reports stay in this
 # checkout's runs/ (the paths are resolved from the current directory).
 #   scripts/ladder_from_worktree.sh [COMMIT] [ARGS...]   start or resume (default: HEAD); ARGS go to
-#                                                    regime_ladder.py (e.g. --check-lrs 2.5e-3,5e-3,1e-2,2e-2)
+#       regime_ladder.py (e.g. --check-lrs 2.5e-3,5e-3,1e-2,2e-2) and are kept in runs/regime_ladder.args:
+#       without ARGS, a resume reuses the kept ones (so every sitting runs the same manifest)
 #   kill -TERM $(cat runs/regime_ladder.pid)        stop; every running run checkpoints
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -12,6 +13,9 @@ tree="${LADDER_WORKTREE:-$root/../ladder}"
 cd "$root"
 if [ -d "$tree" ]; then git -C "$tree" checkout --quiet --detach "$commit"; else git worktree add --detach "$tree" "$commit"; fi
 mkdir -p runs
+if [ $# -gt 0 ]; then printf '%s\n' "$@" > runs/regime_ladder.args
+elif [ -f runs/regime_ladder.args ]; then mapfile -t kept < runs/regime_ladder.args; set -- "${kept[@]}"; fi
+echo "$(date -u +%FT%TZ) ladder_from_worktree.sh $commit $*" >> runs/regime_ladder.log
 OMP_NUM_THREADS=1 PYTHONPATH="$tree" setsid "$root/.venv/bin/python" "$tree/studies/regime_ladder.py" \
     --scale paper --jobs 2 --threads 1 --quiet "$@" >> runs/regime_ladder.log 2>&1 &
 echo $! > runs/regime_ladder.pid
