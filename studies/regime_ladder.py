@@ -15,8 +15,9 @@ offset on):
   issue 16 item 5, with 3 seeds, and so a third FSN seed to pair it with;
 * the LR check at 15 epochs: FSN, transformer and KA, seed 0, at 2.5e-3, 5e-3, 1e-2 and 2e-2 (the
   1e-2 run is the ladder's own seed 0). The issue's grid was 5e-3 … 2e-2; 2.5e-3 was added on
-  2026-12-02, when the FSN's 5e-3 run led its 1e-2 run at every epoch so far, so that no arm's
-  optimum sits at the grid's lower edge (the smoke scale keeps three LRs);
+  2026-12-02, when the FSN's 5e-3 run led its 1e-2 run at each of its first 9 epochs, so that no
+  arm's optimum could sit at the grid's lower edge (it fell behind from epoch 11 and finished at
+  2.192 against 2.173; the smoke scale keeps three LRs);
 * 50 epochs: FSN, transformer and KA, 3 seeds each, at each arm's better LR of its check.
 
 The 50-epoch runs of an arm join the manifest when every run of its LR check has finished (or
