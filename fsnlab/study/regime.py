@@ -361,6 +361,22 @@ def _copy_depth_table(sub: xr.Dataset) -> tuple[list[str], list[list[str]]]:
     return heads, rows
 
 
+def lr_check_rows(st: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The LR check as a table (report and summary): per arm, the final val bpc of each LR at the
+    check budget (seed 0), how many finished, and the LR its longest budget uses."""
+    long_lr = st.get("long_lr", {})
+    lrs = sorted({float(lr) for info in long_lr.values() for lr in info.get("check", {})})
+    rows = []
+    for arm, info in long_lr.items():
+        cells = []
+        for lr in lrs:
+            v = info.get("check", {}).get(f"{lr:g}")
+            cells.append(fmt(v) if isinstance(v, float) else (v or "pending"))
+        chosen = f"{info['lr']:g}" if info.get("lr") else "waiting"
+        rows.append([label(arm)] + cells + [f"{info['finished']}/{info['of']}", chosen, info["status"]])
+    return ["arm"] + [f"lr {lr:g}" for lr in lrs] + ["finished", "LR of the longest budget", "how"], rows
+
+
 def _md_table(heads: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -402,6 +418,10 @@ def markdown_summary(ds: xr.Dataset) -> str:
                            f"{c['lr']:g}" if c.get("lr") else "waits for the LR check", f"{c['done']}/{c['seeds']}",
                            f"{fmt(d['mean'], 3)} ± {fmt(d['sd'], 3)}" if d["n"] else c["state"]])
     lines += ["", _md_table(["budget", "arm", "peak LR", "seeds done", "final val bpc (mean ± sd)"], final_rows)]
+    if st.get("long_lr"):
+        heads, rows = lr_check_rows(st)
+        lines += ["", f"LR check at {_budget_label(float(st.get('check_budget', 15)))} (seed 0; final val bpc) and the "
+                  "LR of the longest budget:", "", _md_table(heads, rows)]
     if "copy_loss_sum" in ds:
         for b in json.loads(ds.attrs.get("copy_budgets", "[]")):
             sub = ds.isel(run=np.flatnonzero(_mask(ds, budget=float(b), role=LADDER)))
@@ -416,5 +436,5 @@ def markdown_summary(ds: xr.Dataset) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["KIND", "choose_lr", "curve_gap", "final_bpc", "gap_rows", "lr_message", "markdown_summary", "plan_cells", "regime_analysis",
+__all__ = ["KIND", "choose_lr", "curve_gap", "final_bpc", "gap_rows", "lr_check_rows", "lr_message", "markdown_summary", "plan_cells", "regime_analysis",
            "sign_changes"]

@@ -18,7 +18,7 @@ from fsnlab.study.kinds.copy_depth import bin_section, deep_bins
 from fsnlab.study.labels import label
 from fsnlab.study.page import Page, verdict
 from fsnlab.study.regime import (
-    COMPARED, LADDER, _budget_label, _cell, _fmt_tpp, _mask, _num, _settings, _sign_sentence, curve_gap, gap_rows, plan_cells,
+    COMPARED, LADDER, _budget_label, _cell, _fmt_tpp, _mask, _num, _settings, _sign_sentence, curve_gap, gap_rows, lr_check_rows, plan_cells,
     sign_changes,
 )
 from fsnlab.study.sections import claim_row, curves, header, paper_table
@@ -186,22 +186,13 @@ def _lr_check_section(page: Page, st: dict[str, Any]) -> None:
     if not long_lr:
         return
     check_budget = float(st.get("check_budget", 15))
-    lrs = sorted({float(lr) for info in long_lr.values() for lr in info.get("check", {})})
     page.h(2, f"LR check at {_budget_label(check_budget)} (seed 0) and the LR of the longest budget")
     page.note("One seed per LR and arm at the check budget; once every run of an arm's check has finished (or failed), "
               "the longest budget's runs of that arm use the LR with the lowest final validation bpc (ties: the one "
               "nearest the default). Until then they wait: the study script trains them in a second pass once the "
               "check is finished. --long-lr ARM=LR sets the LR by hand.")
-    rows = []
-    for arm, info in long_lr.items():
-        cells = []
-        for lr in lrs:
-            v = info.get("check", {}).get(f"{lr:g}")
-            cells.append(fmt(v) if isinstance(v, float) else (v or "pending"))
-        chosen = f"{info['lr']:g}" if info.get("lr") else "waiting"
-        rows.append([label(arm)] + cells + [f"{info['finished']}/{info['of']}", chosen, info["status"]])
-    page.table(["arm"] + [f"lr {lr:g}" for lr in lrs] + ["finished", "LR of the longest budget", "how"], rows,
-               caption=f"final validation bpc at {_budget_label(check_budget)}")
+    heads, rows = lr_check_rows(st)
+    page.table(heads, rows, caption=f"final validation bpc at {_budget_label(check_budget)}")
 
 
 def _copy_depth_section(page: Page, ds: xr.Dataset, st: dict[str, Any]) -> list[list[Any]]:
