@@ -361,19 +361,27 @@ def _copy_depth_table(sub: xr.Dataset) -> tuple[list[str], list[list[str]]]:
     return heads, rows
 
 
-def lr_check_rows(st: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+def lr_check_rows(ds: xr.Dataset) -> tuple[list[str], list[list[Any]]]:
     """The LR check as a table (report and summary): per arm, the final val bpc of each LR at the
-    check budget (seed 0), how many finished, and the LR its longest budget uses."""
+    check budget (seed 0) as the dataset holds it, how many have finished (done or failed), and the
+    LR its longest budget uses. The LRs and that choice come from the settings, which the manifest
+    fixed when its pass began; the values are read from the runs, so a dataset written when a pass
+    stops shows the check runs that finished during it."""
+    st = _settings(ds)
     long_lr = st.get("long_lr", {})
+    check_budget = float(st.get("check_budget", 15))
     lrs = sorted({float(lr) for info in long_lr.values() for lr in info.get("check", {})})
     rows = []
     for arm, info in long_lr.items():
-        cells = []
+        cells, finished = [], 0
         for lr in lrs:
-            v = info.get("check", {}).get(f"{lr:g}")
-            cells.append(fmt(v) if isinstance(v, float) else (v or "pending"))
+            at = np.flatnonzero(_mask(ds, arm=arm, budget=check_budget, seed=0) & np.isclose(ds["lr"].values.astype(float), lr))
+            status = str(ds["status"].values[at[0]]) if at.size else "pending"
+            finished += status in ("done", "failed")
+            cells.append(fmt(float(ds["final_val_bpc"].values[at[0]])) if status == "done"
+                         else status if status == "failed" else "pending")
         chosen = f"{info['lr']:g}" if info.get("lr") else "waiting"
-        rows.append([label(arm)] + cells + [f"{info['finished']}/{info['of']}", chosen, info["status"]])
+        rows.append([label(arm)] + cells + [f"{finished}/{len(lrs)}", chosen, info["status"]])
     return ["arm"] + [f"lr {lr:g}" for lr in lrs] + ["finished", "LR of the longest budget", "how"], rows
 
 
@@ -419,7 +427,7 @@ def markdown_summary(ds: xr.Dataset) -> str:
                            f"{fmt(d['mean'], 3)} ± {fmt(d['sd'], 3)}" if d["n"] else c["state"]])
     lines += ["", _md_table(["budget", "arm", "peak LR", "seeds done", "final val bpc (mean ± sd)"], final_rows)]
     if st.get("long_lr"):
-        heads, rows = lr_check_rows(st)
+        heads, rows = lr_check_rows(ds)
         lines += ["", f"LR check at {_budget_label(float(st.get('check_budget', 15)))} (seed 0; final val bpc) and the "
                   "LR of the longest budget:", "", _md_table(heads, rows)]
     if "copy_loss_sum" in ds:

@@ -83,7 +83,7 @@ def section(page: Page, ds: xr.Dataset) -> None:
     _gap_section(page, ds, rows_by_arm)
     _schedule_section(page, ds, check_budget, long_budgets)
     _final_section(page, ds)
-    _lr_check_section(page, st)
+    _lr_check_section(page, ds, st)
     page.extend(copy_page)
     page.h(2, "Validation curves")
     for b in budgets:
@@ -181,7 +181,7 @@ def _final_section(page: Page, ds: xr.Dataset) -> None:
                caption="final validation bits per byte (whole validation split at paper scale)")
 
 
-def _lr_check_section(page: Page, st: dict[str, Any]) -> None:
+def _lr_check_section(page: Page, ds: xr.Dataset, st: dict[str, Any]) -> None:
     long_lr = st.get("long_lr", {})
     if not long_lr:
         return
@@ -191,7 +191,7 @@ def _lr_check_section(page: Page, st: dict[str, Any]) -> None:
               "the longest budget's runs of that arm use the LR with the lowest final validation bpc (ties: the one "
               "nearest the default). Until then they wait: the study script trains them in a second pass once the "
               "check is finished. --long-lr ARM=LR sets the LR by hand.")
-    heads, rows = lr_check_rows(st)
+    heads, rows = lr_check_rows(ds)
     page.table(heads, rows, caption=f"final validation bpc at {_budget_label(check_budget)}")
 
 
