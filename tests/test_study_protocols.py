@@ -49,7 +49,8 @@ def test_paper_manifest(name, tmp_path, capsys):
         assert sorted({r.config.lr for r in m}) == [1e-3, 2e-3, 3e-3, 5e-3]
     else:
         assert {r.config.lr for r in m} == {3e-3}
-    assert len(capsys.readouterr().out.strip().splitlines()) == len(m)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(m) + 1 and lines[-1].startswith(f"{len(m)} runs: {len(m)} new;")  # one per run, then the counts
 
 
 def test_paper_runs_are_shared(tmp_path):
