@@ -333,7 +333,7 @@ def print_run_states(manifest: Manifest, runs_dir: Path) -> None:
         status = "training" if holder else state.status
         counts[status] = counts.get(status, 0) + 1
         progress = f"{state.step}/{state.total_steps}" if state.total_steps else "-"
-        if state.total_steps and state.status != "done":
+        if state.total_steps and state.status == "partial":  # failed runs are not resumed
             steps_left += state.total_steps - state.step
         by = f" (pid {holder['pid']} on {holder.get('host', '?')})" if holder else ""
         print(f"{status:8} {progress:>13} {run.name}{by}  {run.tags}")
@@ -424,7 +424,7 @@ def study_arguments(
         if arms is not None:
             add_arms_argument(parser, arms)
         if options is not None:
-            add_options(parser, options, **dict(option_kwargs))
+            add_options(parser, options, **option_kwargs)
 
     return add_arguments
 
