@@ -15,6 +15,10 @@ if [ -d "$tree" ]; then git -C "$tree" checkout --quiet --detach "$commit"; else
 mkdir -p runs
 if [ $# -gt 0 ]; then printf '%s\n' "$@" > runs/regime_ladder.args
 elif [ -f runs/regime_ladder.args ]; then mapfile -t kept < runs/regime_ladder.args; set -- "${kept[@]}"; fi
+# the committed dataset is the record of the finished runs: a run it holds that has no checkpoint in this
+# pool (a new machine, a fresh clone) is taken from it, not trained again (fsnlab/study/record.py)
+record=(); [ -f studies/results/regime_ladder.nc ] && record=(--record studies/results/regime_ladder.nc)
+set -- "$@" "${record[@]}"
 echo "$(date -u +%FT%TZ) ladder_from_worktree.sh $commit $*" >> runs/regime_ladder.log
 OMP_NUM_THREADS=1 PYTHONPATH="$tree" setsid "$root/.venv/bin/python" "$tree/studies/regime_ladder.py" \
     --scale paper --jobs 2 --threads 1 --quiet "$@" >> runs/regime_ladder.log 2>&1 &

@@ -236,10 +236,10 @@ def build_manifest(ctx: StudyContext) -> Manifest:
         if arm in plan.long_lr_given:
             long_lr[arm] = {"status": "given", "lr": plan.long_lr_given[arm], "check": {}, "finished": 0,
                             "of": len(candidates[arm])}
-            long_lr[arm].update({k: v for k, v in choose_lr(ctx.runs_dir, candidates[arm], plan.lrs[arm]).items()
+            long_lr[arm].update({k: v for k, v in choose_lr(ctx.runs_dir, candidates[arm], plan.lrs[arm], ctx.record).items()
                                  if k in ("check", "finished")})
         else:
-            long_lr[arm] = choose_lr(ctx.runs_dir, candidates[arm], plan.lrs[arm])
+            long_lr[arm] = choose_lr(ctx.runs_dir, candidates[arm], plan.lrs[arm], ctx.record)
     for budget in long:
         for seed in range(plan.proto["long_seeds"]):
             for arm in long_arms:
@@ -306,7 +306,8 @@ def _parse(argv: Sequence[str] | None) -> Any:
 def report_only(argv: Sequence[str] | None) -> StudyResult:
     """Assemble, analyse and report the runs as they stand; train nothing."""
     from fsnlab.errors import FsnlabError
-    from fsnlab.study import assemble, write_dataset, write_report
+    from fsnlab.study import write_dataset, write_report
+    from fsnlab.study.driver import assemble_with_record
 
     start = time.perf_counter()
     args = _parse(argv)
@@ -316,7 +317,7 @@ def report_only(argv: Sequence[str] | None) -> StudyResult:
         manifest = build_manifest(ctx)
         manifest.settings.setdefault("argv", args.argv)
         manifest.save(ctx.study_dir / "manifest.json")
-        ds = analyse(assemble(manifest, ctx.runs_dir), manifest, ctx)
+        ds = assemble_with_record(ctx, manifest, (analyse,))
         dataset_path = write_dataset(ds, ctx.study_dir)
         report_path = write_report(ds, ctx.study_dir / "report.html")
         write_summary(ds, ctx.study_dir)

@@ -262,3 +262,46 @@ def test_docs_generator_renders_the_committed_ladder(ladder, tmp_path):
     assert body == summary.rstrip("\n") + "\n" and "| FSN − Transformer | 50 epochs |" in body
     assert page.read_text().endswith("<!-- end generated -->\n\nProse.\n")
     assert docs.main(["--root", str(tmp_path), "--check"]) == 0
+
+
+def test_a_record_stands_in_for_runs_lost_with_the_machine(ladder, tmp_path, capsys):
+    """``--record study.nc``: the runs a committed dataset holds as finished and this pool lacks are
+    not trained again; their rows, copy depth included, come from the record; the LR check they
+    belong to counts as finished; runs with a directory here are read from it."""
+    import shutil
+
+    r = ladder["rerun"]
+    record = tmp_path / "record.nc"
+    shutil.copy(r.dataset_path, record)
+    runs = tmp_path / "runs"
+    shutil.copytree(ladder["root"] / "runs", runs)
+    lost = [x.name for x in r.manifest if x.tags["budget"] == 1 or x.tags["role"] == LR_CHECK
+            or (x.tags["budget"] == 15 and x.tags["arm"] == "fsn")]
+    for name in lost:
+        shutil.rmtree(runs / name)
+    argv = ["--scale", "smoke", "--out", str(tmp_path / "study"), "--runs", str(runs), "--threads", "1", "--quiet",
+            "--record", str(record)]
+    script = load_script()
+    dry = script.run([*argv, "--dry-run"])
+    assert dry.exit_code == 0 and len(dry.manifest) == 30  # the long runs are there: their checks are in the record
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert sum(line.startswith("recorded ") for line in lines) == len(lost)
+    assert lines[-1].startswith(f"30 runs: {30 - len(lost)} done, {len(lost)} recorded;")
+    again = script.run(argv)
+    assert again.exit_code == 0
+    actions = {o.name: o.action for o in again.outcomes}
+    assert {n for n, a in actions.items() if a == "recorded"} == set(lost)
+    assert {a for n, a in actions.items() if n not in lost} == {"skipped"}
+    assert not any((runs / n).exists() for n in lost)  # nothing trained
+    assert again.manifest.settings["long_lr"] == r.manifest.settings["long_lr"]
+    new, old = open_study(again.dataset_path), open_study(r.dataset_path)
+    assert list(new["run"].values) == list(old["run"].values)
+    assert (new["status"].values == "done").all()
+    assert sorted(new["run"].values[new["source"].values == "record"]) == sorted(lost)
+    for name in ("final_val_bpc", "val_bpc", "eval_tokens", "tokens_per_parameter", "copy_loss_sum", "token_mean_bits"):
+        np.testing.assert_array_equal(new[name].values, old[name].values, err_msg=name)
+    np.testing.assert_array_equal(new["copy_count"].values, old["copy_count"].values)
+    assert list(new["config"].values) == list(old["config"].values)
+    assert (new["copy_count"].values.sum(axis=(1, 2)) > 0).sum() == (old["copy_count"].values.sum(axis=(1, 2)) > 0).sum()
+    wrong = script.run([*argv, "--record", str(ladder["root"] / "nothing.nc")])
+    assert wrong.exit_code == 2 and "no study dataset" in capsys.readouterr().err

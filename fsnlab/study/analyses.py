@@ -66,9 +66,9 @@ def copy_depth_analysis(
     depths: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
     status = ds["status"].values
     for i, run in enumerate(manifest):
-        if status[i] != "done":
-            continue
         ckpt_path = runs_dir / run.name / "checkpoint.pt"
+        if status[i] != "done" or not ckpt_path.is_file():  # a run taken from --record has no checkpoint here
+            continue
         settings = {"split": split, "eval_bytes": eval_bytes, "mtime": ckpt_path.stat().st_mtime_ns, "v": 1}
         cache = _cache_path(study_dir, "copydepth", run.name, settings)
         if cache.is_file():

@@ -25,6 +25,7 @@ from fsnlab.errors import FsnlabError, one_line
 from fsnlab.study.dataset import assemble, write_dataset
 from fsnlab.study.manifest import SCALES, Manifest, StudyError, run_state
 from fsnlab.study.protocol import Protocol, normalize_data_spec, protocol
+from fsnlab.study.record import StudyRecord
 from fsnlab.study.runner import EXECUTORS, Outcome, execute
 
 DEFAULT_ROOT = Path("runs") / "studies"
@@ -39,6 +40,7 @@ class StudyContext:
     study_dir: Path
     runs_dir: Path
     log: Callable[[str], None] = print
+    record: StudyRecord | None = None  # --record: the committed dataset whose finished runs are not trained again
 
     @property
     def scale(self) -> str:
@@ -80,6 +82,9 @@ class StudyOptions:
     code_data: str | None = None  # code corpus (default: code, the standard library's *.py; spec OQ-29: CodeParrot via code:DIR)
     out: str | None = None  # study directory for study.nc, report.html, manifest.json (default runs/studies/SCALE/STUDY)
     runs: str | None = None  # run pool shared between studies (default runs/studies/SCALE/runs)
+    record: str | None = None
+    """a committed study.nc of this study (e.g. studies/results/regime_ladder.nc): its finished runs
+    that have no checkpoint in the pool are taken from it, not trained again"""
     seeds: int | None = None  # seeds per arm (default: the scale's, 5 headline / 3 elsewhere; smoke 2)
     epochs: float | None = None  # training length in epochs (paper default 30; 50 for the extension runs)
     max_steps: int | None = None  # training length in steps, overriding --epochs (default: the scale's; smoke 30)
@@ -119,6 +124,7 @@ OPTION_FLAGS: dict[str, dict[str, Any]] = {
     "code_data": {"metavar": "SPEC"},
     "out": {"metavar": "DIR"},
     "runs": {"metavar": "DIR"},
+    "record": {"metavar": "STUDY_NC"},
     "tuned": {"metavar": "STUDY_DIR"},
     "devices": {"metavar": "LIST"},
     "analysis_device": {"metavar": "DEV"},
@@ -251,7 +257,23 @@ def make_context(kind: str, args: argparse.Namespace) -> StudyContext:
     study_dir = Path(args.out) if args.out else root / kind
     runs_dir = Path(args.runs) if args.runs else root / "runs"
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
-    return StudyContext(args, proto, study_dir, runs_dir, log)
+    record = StudyRecord.load(args.record, kind) if getattr(args, "record", None) else None
+    return StudyContext(args, proto, study_dir, runs_dir, log, record)
+
+
+def assemble_with_record(ctx: StudyContext, manifest: Manifest, analyses: Sequence[Analysis]) -> Any:
+    """The study's dataset: its runs read from the pool, those of the record that have no
+    checkpoint here from the record (before the analyses and, for the variables of analyses that
+    need a checkpoint, after them), then the analyses."""
+    recorded = ctx.record.recorded_runs(manifest, ctx.runs_dir) if ctx.record is not None else set()
+    ds = assemble(manifest, ctx.runs_dir)
+    if ctx.record is not None:
+        ds = ctx.record.restore(ds, recorded)
+    for analysis in analyses:
+        ds = analysis(ds, manifest, ctx)
+    if ctx.record is not None:
+        ds = ctx.record.restore(ds, recorded)
+    return ds
 
 
 def run_study(
@@ -277,7 +299,7 @@ def run_study(
         manifest.settings.setdefault("argv", list(getattr(args, "argv", sys.argv)))
         validate_manifest(manifest, data=not args.dry_run)  # a dry run may list runs whose data is elsewhere
         if args.dry_run:
-            print_run_states(manifest, ctx.runs_dir)
+            print_run_states(manifest, ctx.runs_dir, ctx.record)
             return StudyResult(manifest, [], None, None, 0, time.perf_counter() - start)
         check_output_dirs(ctx, getattr(args, "overwrite", False))
         manifest.save(ctx.study_dir / "manifest.json")
@@ -286,10 +308,9 @@ def run_study(
             manifest, ctx.runs_dir, jobs=args.jobs, executor=args.executor, devices=devices,
             threads=args.threads, retry_failed=args.retry_failed, slurm=_slurm_params(args),
             slurm_folder=ctx.study_dir / "slurm", wait=not args.no_wait, log=ctx.log,
+            recorded=ctx.record.recorded_runs(manifest, ctx.runs_dir) if ctx.record is not None else (),
         )
-        ds = assemble(manifest, ctx.runs_dir)
-        for analysis in analyses:
-            ds = analysis(ds, manifest, ctx)
+        ds = assemble_with_record(ctx, manifest, analyses)
         dataset_path = write_dataset(ds, ctx.study_dir)
         from fsnlab.study.report import write_report
 
@@ -303,7 +324,8 @@ def run_study(
             import torch
 
             torch.set_num_threads(threads)
-    counts = {a: sum(o.action == a for o in outcomes) for a in ("trained", "resumed", "skipped", "failed", "submitted", "queued", "interrupted", "locked")}
+    counts = {a: sum(o.action == a for o in outcomes)
+              for a in ("trained", "resumed", "skipped", "recorded", "failed", "submitted", "queued", "interrupted", "locked")}
     status = {s: int((ds["status"].values == s).sum()) for s in ("done", "partial", "new", "failed")}
     print(
         f"{kind} ({ctx.scale}): " + ", ".join(f"{n} {a}" for a, n in counts.items() if n)
@@ -320,17 +342,19 @@ def run_study(
     return StudyResult(manifest, outcomes, dataset_path, report_path, code, time.perf_counter() - start, ds)
 
 
-def print_run_states(manifest: Manifest, runs_dir: Path) -> None:
-    """``--dry-run``: one line per run (its state, ``training`` when a live process holds its lock;
-    the steps of its last checkpoint of the total; name, tags), then the counts and the steps left."""
+def print_run_states(manifest: Manifest, runs_dir: Path, record: StudyRecord | None = None) -> None:
+    """``--dry-run``: one line per run (its state, ``training`` when a live process holds its lock,
+    ``recorded`` when it is taken from ``--record``; the steps of its last checkpoint of the total;
+    name, tags), then the counts and the steps left."""
     from fsnlab.train.lock import live_holder
 
     counts: dict[str, int] = {}
     steps_left = 0
+    recorded = record.recorded_runs(manifest, runs_dir) if record is not None else set()
     for run in manifest:
         state = run_state(runs_dir / run.name)
         holder = live_holder(runs_dir / run.name) if state.status in ("new", "partial") else None
-        status = "training" if holder else state.status
+        status = "training" if holder else "recorded" if run.name in recorded else state.status
         counts[status] = counts.get(status, 0) + 1
         progress = f"{state.step}/{state.total_steps}" if state.total_steps else "-"
         if state.total_steps and state.status == "partial":  # failed runs are not resumed

@@ -59,19 +59,24 @@ def final_bpc(run_dir: str | Path) -> float | None:
     return float(evals[-1]["val_bpc"]) if evals else None
 
 
-def choose_lr(runs_dir: str | Path, candidates: dict[float, str], default: float) -> dict[str, Any]:
+def choose_lr(runs_dir: str | Path, candidates: dict[float, str], default: float, record: Any = None) -> dict[str, Any]:
     """The LR for the long runs of one arm from its LR check (``candidates``: LR → run name).
 
     Returns ``{"status", "lr", "check", "finished", "of"}``: ``status`` is ``chosen`` (every check
     run is done or failed, and ``lr`` is the one with the lowest final val bpc), ``waiting`` (some
     are not finished; ``lr`` is None) or ``fallback`` (all failed: the arm's default LR).
-    ``check`` maps each LR (as text) to its final bpc, ``"failed"`` or None (not finished)."""
+    ``check`` maps each LR (as text) to its final bpc, ``"failed"`` or None (not finished).
+    ``record``: a :class:`~fsnlab.study.record.StudyRecord`; a check run with no checkpoint here
+    that it holds as finished counts with its recorded bpc."""
     runs_dir = Path(runs_dir)
     check: dict[str, Any] = {}
     finished = 0
     for lr, name in sorted(candidates.items()):
         state = run_state(runs_dir / name)
-        if state.status == "done":
+        if state.status == "new" and record is not None and name in record:
+            check[f"{lr:g}"] = record.final_bpc(name)
+            finished += 1
+        elif state.status == "done":
             check[f"{lr:g}"] = final_bpc(runs_dir / name)
             finished += 1
         elif state.status == "failed":

@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from fsnlab.errors import RunLockedError, one_line
 from fsnlab.study.manifest import FAILURE_FILE, Manifest, StudyError, check_run_dir, run_state
@@ -36,7 +36,7 @@ class Outcome:
     """What happened to one run in one :func:`execute` call."""
 
     name: str
-    action: str  # skipped | trained | resumed | failed | submitted | queued | interrupted | locked
+    action: str  # skipped | recorded | trained | resumed | failed | submitted | queued | interrupted | locked
     status: str  # the run's state afterwards: done | partial | new | failed
     step: int = 0
     total_steps: int | None = None
@@ -204,6 +204,7 @@ def execute(
     slurm_folder: str | os.PathLike[str] | None = None,
     wait: bool = True,
     log: Callable[[str], None] | None = print,
+    recorded: Collection[str] = (),
 ) -> list[Outcome]:
     """Bring every run of ``manifest`` (directories ``runs_dir/<name>``) to its end.
 
@@ -211,6 +212,8 @@ def execute(
     runtime setting, not part of its identity). ``threads``: torch CPU threads per run (default
     for ``jobs > 1``: cores // jobs; oversubscribed cores make CPU training many times slower).
     ``slurm``: submitit parameters (``timeout_min``, ``gpus_per_node``, ``slurm_partition``, ...).
+    ``recorded``: runs a study's record holds as finished (:mod:`fsnlab.study.record`); one of
+    them with no checkpoint here is not trained (outcome ``recorded``).
     Returns one :class:`Outcome` per run, in manifest order.
     """
     if executor not in EXECUTORS:
@@ -226,12 +229,16 @@ def execute(
         path = runs_dir / run.name
         check_run_dir(path, run.config)
         state = run_state(path)
-        if state.status == "done" or (state.status == "failed" and not retry_failed):
+        if run.name in recorded and state.status == "new":
+            outcomes[run.name] = Outcome(run.name, "recorded", "done")
+        elif state.status == "done" or (state.status == "failed" and not retry_failed):
             outcomes[run.name] = Outcome(run.name, "skipped", state.status, state.step, state.total_steps, error=state.error)
         else:
             todo.append(run)
     done_count = len(outcomes)
-    say(f"{len(manifest)} runs: {done_count} finished or failed before (skipped), {len(todo)} to run")
+    n_recorded = sum(o.action == "recorded" for o in outcomes.values())
+    say(f"{len(manifest)} runs: {done_count - n_recorded} finished or failed before (skipped), "
+        + (f"{n_recorded} taken from the record, " if n_recorded else "") + f"{len(todo)} to run")
     if todo and executor == "slurm":
         folder = Path(slurm_folder) if slurm_folder else runs_dir / "slurm"
         for outcome in _execute_slurm(todo, runs_dir, folder, slurm or {}, wait, say):
