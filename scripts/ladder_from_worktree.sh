@@ -6,6 +6,7 @@
 #       regime_ladder.py (e.g. --check-lrs 2.5e-3,5e-3,1e-2,2e-2) and are kept in runs/regime_ladder.args:
 #       without ARGS, a resume reuses the kept ones (so every sitting runs the same manifest)
 #   kill -TERM $(cat runs/regime_ladder.pid)        stop; every running run checkpoints
+#   scripts/ladder_snapshot.sh                       pack the runs in progress for a commit (a new machine resumes them)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 commit="$(git -C "$root" rev-parse "${1:-HEAD}")"; shift $(( $# > 0 ? 1 : 0 ))  # resolved in this checkout, not in the worktree
@@ -18,6 +19,10 @@ elif [ -f runs/regime_ladder.args ]; then mapfile -t kept < runs/regime_ladder.a
 # the committed dataset is the record of the finished runs: a run it holds that has no checkpoint in this
 # pool (a new machine, a fresh clone) is taken from it, not trained again (fsnlab/study/record.py)
 record=(); [ -f studies/results/regime_ladder.nc ] && record=(--record studies/results/regime_ladder.nc)
+# and the committed snapshot holds the runs in progress (scripts/ladder_snapshot.sh): unpacked where the pool lacks them
+if [ -f studies/results/regime_ladder.pool.tar ]; then
+    PYTHONPATH="$tree" "$root/.venv/bin/python" -m fsnlab.study.snapshot restore studies/results/regime_ladder.pool.tar runs/studies/paper/runs
+fi
 set -- "$@" "${record[@]}"
 echo "$(date -u +%FT%TZ) ladder_from_worktree.sh $commit $*" >> runs/regime_ladder.log
 OMP_NUM_THREADS=1 PYTHONPATH="$tree" setsid "$root/.venv/bin/python" "$tree/studies/regime_ladder.py" \

@@ -222,3 +222,37 @@ def test_slurm_without_submitit_is_one_clear_error(tmp_path, monkeypatch):
         execute(manifest_of(tiny()), tmp_path, executor="slurm", log=None)
     with pytest.raises(StudyError):
         execute(manifest_of(tiny()), tmp_path, executor="pbs", log=None)
+
+
+def test_a_snapshot_carries_a_pool_to_another_machine(tmp_path):
+    """``fsnlab.study.snapshot``: the runs a record lacks (here: one partial, one finished) are
+    packed, restored into an empty pool, and the partial one resumes there to the same result as a
+    run never moved; runs the record holds are left out; restore overwrites nothing."""
+    from fsnlab.study import snapshot
+
+    partial, finished, recorded = tiny(seed=3), tiny(seed=4), tiny(seed=5)
+    pool = tmp_path / "pool"
+    train(partial, pool / run_name(partial), quiet=True, stop_at=2)
+    execute(manifest_of(finished, recorded), pool, log=None, threads=1)
+    (pool / "empty").mkdir()  # a run directory with no checkpoint is not packed
+    write_dataset(assemble(manifest_of(recorded), pool), tmp_path / "record")
+    archive = tmp_path / "results" / "pool.tar"
+    packed = snapshot.save(pool, archive, tmp_path / "record" / "study.nc")
+    assert sorted(packed) == sorted([run_name(partial), run_name(finished)])
+    assert snapshot.main(["save", str(pool), str(tmp_path / "all.tar")]) == 0
+    import tarfile
+
+    with tarfile.open(tmp_path / "all.tar") as tar:
+        names = tar.getnames()
+    assert {n.split("/")[0] for n in names} == {run_name(c) for c in (partial, finished, recorded)}
+    assert not any(n.endswith(("best.pt", ".lock")) or "checkpoint-" in n for n in names)
+
+    other = tmp_path / "other"
+    assert sorted(snapshot.restore(archive, other)) == sorted(packed)
+    assert run_state(other / run_name(partial)).status == "partial" and run_state(other / run_name(finished)).status == "done"
+    assert snapshot.restore(archive, other) == []  # never overwrites
+    outcomes = {o.name: o for o in execute(manifest_of(partial, finished), other, log=None, threads=1)}
+    assert outcomes[run_name(partial)].action == "resumed" and outcomes[run_name(finished)].action == "skipped"
+    straight = train(partial, tmp_path / "straight", quiet=True)
+    assert outcomes[run_name(partial)].val_bpc == straight.val.bpc
+    assert snapshot.main(["restore", str(tmp_path / "missing.tar"), str(other)]) == 2
