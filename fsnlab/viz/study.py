@@ -80,10 +80,10 @@ def curves_figure(ds: Any, group: str, values: Sequence[Any], title: str,
         y = sub["val_bpc"].values
         if not np.isfinite(y).any():
             continue
-        x = np.nanmax(sub[xvar].values, axis=0)
-        keep = np.isfinite(x)
         with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # evaluations past the end of the shorter runs are all NaN
+            x = np.nanmax(sub[xvar].values, axis=0)
+            keep = np.isfinite(x)
             mean = np.nanmean(y, axis=0)[keep]
             sd = np.nan_to_num(np.nanstd(y, axis=0, ddof=1)[keep]) if y.shape[0] > 1 else np.zeros(keep.sum())
         xs, c = x[keep], series_color(value, i)
