@@ -401,8 +401,10 @@ def markdown_summary(ds: xr.Dataset) -> str:
     copy-depth tables), for ``docs/quality.md``; pending cells say so."""
     st = _settings(ds)
     done = int((ds["status"].values == "done").sum())
+    recorded = int((ds["source"].values == "record").sum()) if "source" in ds.coords else 0
     lines = [f"Generated from `study.nc` ({ds.attrs.get('created', '?')}, {ds.attrs.get('scale', '?')} scale, "
              f"fsnlab commit {ds.attrs.get('git_commit', '?')}): {done}/{ds.sizes['run']} runs of the manifest done"
+             + (f" ({recorded} of them read from the committed record, trained on an earlier machine)" if recorded else "")
              + (f"; the long runs of {', '.join(st['long_lr_waiting'])} wait for their LR check" if st.get("long_lr_waiting") else "")
              + ".", ""]
     rows = []
