@@ -214,6 +214,15 @@ def test_the_full_ladder(ladder):
     assert "pending (" not in text and "waiting for the LR check" not in text and "Pending:" not in text
     summary = (r.report_path.parent / "summary.md").read_text(encoding="utf-8")
     assert "| FSN − Transformer | 50 epochs |" in summary and "Copy depth, 50 epochs" in summary and "| 24–32 |" in summary
+    # the kernel's own effect, FSN − KA paired by seed, in the gap table and by copy depth
+    def final(arm):
+        at = (ds["arm"].values == arm) & (ds["budget"].values == 50) & (ds["role"].values == LADDER)
+        return dict(zip(ds["seed"].values[at].tolist(), ds["final_val_bpc"].values[at].tolist()))
+    fsn, ka = final("fsn"), final("ka")
+    kernel_effect = np.mean([fsn[s] - ka[s] for s in sorted(fsn.keys() & ka.keys())])
+    row = next(line for line in summary.splitlines() if line.startswith("| FSN − KA (base) | 50 epochs |"))
+    assert float(row.split("|")[6]) == pytest.approx(kernel_effect, abs=6e-4)
+    assert "Δ FSN − KA (base) [95% CI]" in summary
 
 
 def test_rerun_trains_nothing(ladder):
