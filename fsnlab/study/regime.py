@@ -41,7 +41,7 @@ KIND = "regime_ladder"
 REFERENCE = "transformer"
 COMPARED = ("fsn", "fsn-net", "ka", "fsn-mf")  # each minus the transformer
 # a variant of the layer minus the layer, paired by seed; FSN − KA is the frustration kernel's own effect
-# (the two presets differ only in the kernel, spec §9.4), the comparison the paper's ablation makes
+# (the two presets differ only in the kernel), the paper's ablation (spec §6)
 VARIANT_PAIRS = (("fsn-net", "fsn"), ("fsn", "ka"))
 LADDER = "ladder"  # role of the runs that make the ladder's cells
 LR_CHECK = "lr_check"  # role of the extra runs of the LR check (the check's default-LR run is a ladder run)
